@@ -1,0 +1,82 @@
+"""Reading the stored catalog for the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabric_core.connections import get_connection
+from fabric_core.errors import NotFoundError
+from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable
+from fabric_core.schemas import ColumnPublic, ForeignKeyPublic, TableDetail, TablePublic
+
+
+def _table_public(table: CatalogTable, schema_name: str) -> TablePublic:
+    return TablePublic(
+        id=table.id,
+        connection_id=table.connection_id,
+        schema=schema_name,
+        name=table.name,
+        kind=table.kind,
+        row_estimate=table.row_estimate,
+        comment=table.comment,
+        removed=table.removed_at is not None,
+        removed_at=table.removed_at,
+    )
+
+
+def list_tables(
+    session: Session, connection_id: int, *, include_removed: bool = True
+) -> list[TablePublic]:
+    """Tables and views of a connection, ordered by schema and name."""
+    get_connection(session, connection_id)
+    query = (
+        select(CatalogTable, CatalogSchema.name)
+        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
+        .where(CatalogTable.connection_id == connection_id)
+        .order_by(CatalogSchema.name, CatalogTable.name)
+    )
+    if not include_removed:
+        query = query.where(CatalogTable.removed_at.is_(None))
+    return [_table_public(table, schema) for table, schema in session.execute(query)]
+
+
+def get_table(session: Session, table_id: int) -> TableDetail:
+    """One table with its columns in ordinal order (removed columns included, flagged)."""
+    row = session.execute(
+        select(CatalogTable, CatalogSchema.name)
+        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
+        .where(CatalogTable.id == table_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"No table with id {table_id}.")
+    table, schema_name = row
+    columns = session.scalars(
+        select(CatalogColumn)
+        .where(CatalogColumn.table_id == table_id)
+        .order_by(CatalogColumn.removed_at.is_not(None), CatalogColumn.ordinal, CatalogColumn.id)
+    )
+    return TableDetail(
+        **_table_public(table, schema_name).model_dump(by_alias=True),
+        columns=[
+            ColumnPublic(
+                id=column.id,
+                name=column.name,
+                ordinal=column.ordinal,
+                native_type=column.native_type,
+                logical_type=column.logical_type,
+                nullable=column.nullable,
+                default=column.default,
+                primary_key=column.primary_key,
+                foreign_key=ForeignKeyPublic(
+                    schema=column.fk_schema, table=column.fk_table, column=column.fk_column
+                )
+                if column.fk_table
+                else None,
+                comment=column.comment,
+                removed=column.removed_at is not None,
+                removed_at=column.removed_at,
+            )
+            for column in columns
+        ],
+    )

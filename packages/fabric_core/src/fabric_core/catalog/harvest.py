@@ -1,0 +1,75 @@
+"""What a connector's harvest returns: plain data, independent of the metadata DB."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class LogicalType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    FLOAT = "float"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    TIME = "time"
+    BINARY = "binary"
+    JSON = "json"
+    ARRAY = "array"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKeyTarget:
+    schema: str
+    table: str
+    column: str
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestedColumn:
+    name: str
+    ordinal: int
+    native_type: str
+    logical_type: LogicalType
+    nullable: bool
+    default: str | None = None
+    primary_key: bool = False
+    foreign_key: ForeignKeyTarget | None = None
+    comment: str | None = None
+
+
+@dataclass(slots=True)
+class HarvestedTable:
+    schema: str
+    name: str
+    kind: str  # "table" or "view"
+    row_estimate: int | None = None
+    comment: str | None = None
+    columns: list[HarvestedColumn] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class HarvestedCatalog:
+    schemas: list[str]
+    tables: list[HarvestedTable]
+
+    @property
+    def column_count(self) -> int:
+        return sum(len(table.columns) for table in self.tables)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaFilter:
+    """Glob patterns (``sales_*``) that pick which schemas a sync harvests."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def accepts(self, schema: str) -> bool:
+        if self.include and not any(fnmatch.fnmatchcase(schema, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(schema, p) for p in self.exclude)

@@ -1,0 +1,388 @@
+"""Incremental catalog sync: harvest a source, diff against the stored catalog, persist.
+
+Unchanged objects keep their ids and are not written. Objects that disappeared are marked
+``removed_at`` (never deleted), so mappings that point at them stay visible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabric_core.catalog.harvest import HarvestedCatalog, HarvestedColumn, HarvestedTable
+from fabric_core.connectors import get_connector
+from fabric_core.connectors.base import ConnectionSpec, open_source
+from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection, utcnow
+
+# Tables written per transaction; progress is committed with each chunk.
+CHUNK_TABLES = 500
+
+ProgressCallback = Callable[[Session, float], None]
+
+
+@dataclass
+class SyncStats:
+    schemas: int = 0
+    tables: int = 0
+    columns: int = 0
+    tables_added: int = 0
+    tables_changed: int = 0
+    tables_removed: int = 0
+    columns_added: int = 0
+    columns_changed: int = 0
+    columns_removed: int = 0
+    harvest_seconds: float = 0.0
+    persist_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def harvest(spec: ConnectionSpec, timeout: float) -> HarvestedCatalog:
+    """Read a source's catalog in a few bulk queries."""
+    with open_source(spec, timeout) as connection:
+        return get_connector(spec.kind).harvest_catalog(connection, spec, spec.schema_filter)
+
+
+def sync_connection(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    spec: ConnectionSpec,
+    *,
+    timeout: float,
+    on_progress: ProgressCallback | None = None,
+) -> SyncStats:
+    """Harvest the source of ``connection_id`` and bring its stored catalog up to date.
+
+    Args:
+        session_factory: sessions on the metadata DB.
+        connection_id: the registered connection.
+        spec: how to reach it (password in clear, memory only).
+        timeout: seconds to wait for the source to answer a connection attempt.
+        on_progress: called inside each chunk's transaction with the fraction done.
+
+    Returns:
+        Counts of added, changed and removed tables and columns.
+    """
+    started = time.perf_counter()
+    catalog = harvest(spec, timeout)
+    stats = SyncStats(
+        schemas=len(catalog.schemas), tables=len(catalog.tables), columns=catalog.column_count
+    )
+    stats.harvest_seconds = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    _persist(session_factory, connection_id, catalog, stats, on_progress)
+    stats.persist_seconds = round(time.perf_counter() - started, 3)
+    return stats
+
+
+_COLUMN_FIELDS = (
+    "ordinal",
+    "native_type",
+    "logical_type",
+    "nullable",
+    "default",
+    "primary_key",
+    "fk_schema",
+    "fk_table",
+    "fk_column",
+    "comment",
+)
+_COLUMN_FIELD_ATTRS = [getattr(CatalogColumn, name) for name in _COLUMN_FIELDS]
+
+
+def _column_values(column: HarvestedColumn) -> tuple:
+    fk = column.foreign_key
+    return (
+        column.ordinal,
+        column.native_type,
+        str(column.logical_type),
+        column.nullable,
+        column.default,
+        column.primary_key,
+        fk.schema if fk else None,
+        fk.table if fk else None,
+        fk.column if fk else None,
+        column.comment,
+    )
+
+
+@dataclass(slots=True)
+class _StoredTable:
+    id: int
+    kind: str
+    row_estimate: int | None
+    comment: str | None
+    removed_at: datetime | None
+
+
+@dataclass(slots=True)
+class _StoredColumn:
+    id: int
+    values: tuple
+    removed_at: datetime | None
+
+
+def _persist(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    catalog: HarvestedCatalog,
+    stats: SyncStats,
+    on_progress: ProgressCallback | None,
+) -> None:
+    now = utcnow()
+    with session_factory() as session, session.begin():
+        schema_ids = _sync_schemas(session, connection_id, catalog.schemas, now)
+        stored_tables = _load_tables(session, connection_id)
+        stored_columns = _load_columns(session, connection_id)
+
+    seen_tables: set[int] = set()
+    total = max(len(catalog.tables), 1)
+    for start in range(0, len(catalog.tables), CHUNK_TABLES):
+        chunk = catalog.tables[start : start + CHUNK_TABLES]
+        with session_factory() as session, session.begin():
+            _sync_tables(
+                session,
+                connection_id,
+                chunk,
+                schema_ids,
+                stored_tables,
+                stored_columns,
+                seen_tables,
+                stats,
+                now,
+            )
+            if on_progress:
+                on_progress(session, min(0.99, (start + len(chunk)) / total))
+
+    with session_factory() as session, session.begin():
+        gone = [
+            table.id
+            for table in stored_tables.values()
+            if table.removed_at is None and table.id not in seen_tables
+        ]
+        if gone:
+            stats.tables_removed += len(gone)
+            for part in _chunks(gone, 500):
+                session.execute(
+                    update(CatalogTable)
+                    .where(CatalogTable.id.in_(part))
+                    .values(removed_at=now, updated_at=now)
+                )
+                result = session.execute(
+                    update(CatalogColumn)
+                    .where(CatalogColumn.table_id.in_(part), CatalogColumn.removed_at.is_(None))
+                    .values(removed_at=now, updated_at=now)
+                )
+                stats.columns_removed += result.rowcount
+        session.execute(
+            update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
+        )
+        if on_progress:
+            on_progress(session, 1.0)
+
+
+def _chunks(items: Sequence[int], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sync_schemas(
+    session: Session, connection_id: int, names: list[str], now: datetime
+) -> dict[str, int]:
+    stored = {
+        row.name: row
+        for row in session.execute(
+            select(CatalogSchema.id, CatalogSchema.name, CatalogSchema.removed_at).where(
+                CatalogSchema.connection_id == connection_id
+            )
+        )
+    }
+    ids = {name: row.id for name, row in stored.items()}
+    new = [name for name in names if name not in stored]
+    if new:
+        rows = session.execute(
+            insert(CatalogSchema).returning(CatalogSchema.id, CatalogSchema.name),
+            [{"connection_id": connection_id, "name": name, "created_at": now} for name in new],
+        )
+        ids.update({row.name: row.id for row in rows})
+    present = set(names)
+    restored = [row.id for name, row in stored.items() if name in present and row.removed_at]
+    gone = [row.id for name, row in stored.items() if name not in present and not row.removed_at]
+    if restored:
+        session.execute(
+            update(CatalogSchema).where(CatalogSchema.id.in_(restored)).values(removed_at=None)
+        )
+    if gone:
+        session.execute(
+            update(CatalogSchema).where(CatalogSchema.id.in_(gone)).values(removed_at=now)
+        )
+    return ids
+
+
+def _load_tables(session: Session, connection_id: int) -> dict[tuple[int, str], _StoredTable]:
+    rows = session.execute(
+        select(
+            CatalogTable.id,
+            CatalogTable.schema_id,
+            CatalogTable.name,
+            CatalogTable.kind,
+            CatalogTable.row_estimate,
+            CatalogTable.comment,
+            CatalogTable.removed_at,
+        ).where(CatalogTable.connection_id == connection_id)
+    )
+    return {
+        (r.schema_id, r.name): _StoredTable(r.id, r.kind, r.row_estimate, r.comment, r.removed_at)
+        for r in rows
+    }
+
+
+def _load_columns(session: Session, connection_id: int) -> dict[int, dict[str, _StoredColumn]]:
+    """Stored columns of a connection, by table id and column name."""
+    rows = session.execute(
+        select(
+            CatalogColumn.id,
+            CatalogColumn.table_id,
+            CatalogColumn.name,
+            CatalogColumn.removed_at,
+            *_COLUMN_FIELD_ATTRS,
+        )
+        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+        .where(CatalogTable.connection_id == connection_id)
+    )
+    by_table: dict[int, dict[str, _StoredColumn]] = {}
+    for row in rows:
+        by_table.setdefault(row[1], {})[row[2]] = _StoredColumn(row[0], tuple(row[4:]), row[3])
+    return by_table
+
+
+def _sync_tables(
+    session: Session,
+    connection_id: int,
+    tables: list[HarvestedTable],
+    schema_ids: dict[str, int],
+    stored_tables: dict[tuple[int, str], _StoredTable],
+    stored_columns: dict[int, dict[str, _StoredColumn]],
+    seen_tables: set[int],
+    stats: SyncStats,
+    now: datetime,
+) -> None:
+    new_tables: list[HarvestedTable] = []
+    table_updates: list[dict] = []
+    table_ids: list[tuple[int, HarvestedTable]] = []
+    for table in tables:
+        stored = stored_tables.get((schema_ids[table.schema], table.name))
+        if stored is None:
+            new_tables.append(table)
+            continue
+        seen_tables.add(stored.id)
+        table_ids.append((stored.id, table))
+        described_differently = (stored.kind, stored.comment) != (table.kind, table.comment)
+        if stored.removed_at is not None:
+            stats.tables_added += 1
+        elif described_differently:
+            stats.tables_changed += 1
+        if (
+            described_differently
+            or stored.removed_at is not None
+            or stored.row_estimate != table.row_estimate
+        ):
+            # Row estimates drift all the time: stored, but not counted as a change.
+            table_updates.append(
+                {
+                    "id": stored.id,
+                    "kind": table.kind,
+                    "comment": table.comment,
+                    "row_estimate": table.row_estimate,
+                    "removed_at": None,
+                    "updated_at": now,
+                }
+            )
+    if table_updates:
+        session.execute(update(CatalogTable), table_updates)
+    if new_tables:
+        stats.tables_added += len(new_tables)
+        inserted = session.execute(
+            insert(CatalogTable).returning(
+                CatalogTable.id, CatalogTable.schema_id, CatalogTable.name
+            ),
+            [
+                {
+                    "connection_id": connection_id,
+                    "schema_id": schema_ids[t.schema],
+                    "name": t.name,
+                    "kind": t.kind,
+                    "row_estimate": t.row_estimate,
+                    "comment": t.comment,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for t in new_tables
+            ],
+        )
+        by_key = {(t.schema, t.name): t for t in new_tables}
+        schema_names = {schema_id: name for name, schema_id in schema_ids.items()}
+        for row in inserted:
+            table_ids.append((row.id, by_key[(schema_names[row.schema_id], row.name)]))
+    _sync_columns(session, table_ids, stored_columns, stats, now)
+
+
+def _sync_columns(
+    session: Session,
+    table_ids: list[tuple[int, HarvestedTable]],
+    stored_columns: dict[int, dict[str, _StoredColumn]],
+    stats: SyncStats,
+    now: datetime,
+) -> None:
+    inserts: list[dict] = []
+    updates: list[dict] = []
+    removed: list[int] = []
+    for table_id, table in table_ids:
+        stored_of_table = stored_columns.get(table_id, {})
+        names = set()
+        for column in table.columns:
+            names.add(column.name)
+            values = _column_values(column)
+            stored = stored_of_table.get(column.name)
+            if stored is None:
+                row = dict(zip(_COLUMN_FIELDS, values, strict=True))
+                inserts.append(
+                    {
+                        **row,
+                        "table_id": table_id,
+                        "name": column.name,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                stats.columns_added += 1
+            elif stored.removed_at is not None or stored.values != values:
+                if stored.removed_at is not None:
+                    stats.columns_added += 1
+                else:
+                    stats.columns_changed += 1
+                row = dict(zip(_COLUMN_FIELDS, values, strict=True))
+                updates.append({**row, "id": stored.id, "removed_at": None, "updated_at": now})
+        removed.extend(
+            stored.id
+            for name, stored in stored_of_table.items()
+            if name not in names and stored.removed_at is None
+        )
+    if inserts:
+        session.execute(insert(CatalogColumn), inserts)
+    if updates:
+        session.execute(update(CatalogColumn), updates)
+    if removed:
+        stats.columns_removed += len(removed)
+        for part in _chunks(removed, 500):
+            session.execute(
+                update(CatalogColumn)
+                .where(CatalogColumn.id.in_(part))
+                .values(removed_at=now, updated_at=now)
+            )

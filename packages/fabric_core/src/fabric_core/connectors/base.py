@@ -1,0 +1,124 @@
+"""What every connector shares: the connection spec, opening a source, testing it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from fabric_core.catalog.harvest import SchemaFilter
+from fabric_core.connectors import get_connector
+from fabric_core.crypto import redact
+from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """Everything needed to reach one source, with the password in clear (memory only)."""
+
+    kind: str
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema_filter(self) -> SchemaFilter:
+        return SchemaFilter(
+            include=tuple(self.options.get("include_schemas") or ()),
+            exclude=tuple(self.options.get("exclude_schemas") or ()),
+        )
+
+    @property
+    def address(self) -> str:
+        """Where the source is, for messages (never with credentials)."""
+        if self.kind == "sqlite":
+            return f"SQLite file {self.database}"
+        return (
+            f"{self.kind} server {self.host}:{self.port or get_connector(self.kind).DEFAULT_PORT}"
+        )
+
+
+def create_source_engine(spec: ConnectionSpec, timeout: float) -> Engine:
+    connector = get_connector(spec.kind)
+    return create_engine(
+        connector.build_url(spec),
+        connect_args=connector.connect_args(spec, timeout),
+        # One short-lived connection per use: nothing to pool, nothing left open.
+        poolclass=NullPool,
+    )
+
+
+def source_error(spec: ConnectionSpec, exc: BaseException) -> SourceError:
+    """A Fabric error for a driver exception, with any secret removed from its text."""
+    connector = get_connector(spec.kind)
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    error_class = connector.classify_error(original)
+    detail = " ".join(str(original).split())
+    message = redact(f"{spec.address}: {detail}", [spec.password])
+    if error_class is SourceAuthError:
+        message = redact(
+            f"{spec.address} refused the credentials of user {spec.username!r}: {detail}",
+            [spec.password],
+        )
+    return error_class(message)
+
+
+@contextmanager
+def open_source(spec: ConnectionSpec, timeout: float) -> Iterator[Connection]:
+    """A live connection to the source; driver errors come out as :class:`SourceError`."""
+    engine = create_source_engine(spec, timeout)
+    try:
+        try:
+            connection = engine.connect()
+        except (SQLAlchemyError, OSError) as exc:
+            raise source_error(spec, exc) from None
+        with connection:
+            try:
+                yield connection
+            except (DBAPIError, OSError) as exc:
+                raise source_error(spec, exc) from None
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    ok: bool
+    reachable: bool
+    authenticated: bool
+    message: str
+    latency_ms: float
+    server_version: str | None = None
+
+
+def check_connection(spec: ConnectionSpec, timeout: float) -> ConnectionTestResult:
+    """Connect once and say whether the source answered and accepted the credentials."""
+    started = time.perf_counter()
+    try:
+        with open_source(spec, timeout) as connection:
+            version = get_connector(spec.kind).server_version(connection)
+    except SourceError as exc:
+        return ConnectionTestResult(
+            ok=False,
+            reachable=not isinstance(exc, SourceUnreachableError),
+            authenticated=False,
+            message=exc.message,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+    return ConnectionTestResult(
+        ok=True,
+        reachable=True,
+        authenticated=True,
+        message=f"Connected to {spec.address}",
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        server_version=version,
+    )

@@ -1,0 +1,192 @@
+"""PostgreSQL sources: harvested from ``pg_catalog`` in four bulk queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+
+from fabric_core.catalog.harvest import (
+    ForeignKeyTarget,
+    HarvestedCatalog,
+    HarvestedColumn,
+    HarvestedTable,
+    LogicalType,
+    SchemaFilter,
+)
+from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+
+DEFAULT_PORT = 5432
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+
+# SQLSTATEs meaning the server answered but refused who we are.
+_AUTH_SQLSTATES = {"28000", "28P01"}
+
+
+def build_url(spec) -> URL:
+    return URL.create(
+        "postgresql+psycopg",
+        username=spec.username,
+        password=spec.password,
+        host=spec.host or "127.0.0.1",
+        port=spec.port or DEFAULT_PORT,
+        database=spec.database or "postgres",
+    )
+
+
+def connect_args(spec, timeout: float) -> dict[str, Any]:
+    args: dict[str, Any] = {"connect_timeout": max(1, round(timeout)), "application_name": "fabric"}
+    if sslmode := spec.options.get("sslmode"):
+        args["sslmode"] = sslmode
+    return args
+
+
+def classify_error(exc: BaseException) -> type[SourceError]:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in _AUTH_SQLSTATES:
+        return SourceAuthError
+    text_ = str(exc)
+    if "password authentication failed" in text_ or "no password supplied" in text_:
+        return SourceAuthError
+    if 'database "' in text_ and "does not exist" in text_:
+        return SourceError
+    if isinstance(exc, psycopg.OperationalError | OSError):
+        return SourceUnreachableError
+    return SourceError
+
+
+def server_version(connection: Connection) -> str:
+    return connection.execute(text("SHOW server_version")).scalar_one()
+
+
+_SCHEMAS_SQL = """
+SELECT n.oid, n.nspname FROM pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+ORDER BY n.nspname
+"""
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind,
+       CASE WHEN c.relkind IN ('v', 'm') THEN NULL
+            WHEN c.reltuples >= 0 THEN c.reltuples::bigint
+            ELSE s.n_live_tup END AS row_estimate,
+       d.description
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+LEFT JOIN pg_description d
+  ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+WHERE c.relnamespace = ANY(:schema_oids)
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS native_type,
+       COALESCE(bt.typname, t.typname) AS type_name,
+       COALESCE(bt.typcategory, t.typcategory) AS type_category,
+       a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid) AS default_expr, d.description
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+LEFT JOIN pg_description d
+  ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+WHERE c.relnamespace = ANY(:schema_oids)
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+# One row per key column; for foreign keys also the referenced column, wherever it lives.
+_KEYS_SQL = """
+SELECT con.conrelid, con.contype, k.attnum, fn.nspname, fc.relname, fa.attname
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(attnum, fattnum)
+LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+LEFT JOIN pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = k.fattnum
+WHERE con.contype IN ('p', 'f') AND c.relnamespace = ANY(:schema_oids)
+ORDER BY con.contype DESC, con.conname
+"""
+
+_TYPE_NAMES = {
+    "int2": LogicalType.INTEGER,
+    "int4": LogicalType.INTEGER,
+    "int8": LogicalType.INTEGER,
+    "oid": LogicalType.INTEGER,
+    "float4": LogicalType.FLOAT,
+    "float8": LogicalType.FLOAT,
+    "numeric": LogicalType.DECIMAL,
+    "money": LogicalType.DECIMAL,
+    "bool": LogicalType.BOOLEAN,
+    "date": LogicalType.DATE,
+    "timestamp": LogicalType.DATETIME,
+    "timestamptz": LogicalType.DATETIME,
+    "time": LogicalType.TIME,
+    "timetz": LogicalType.TIME,
+    "bytea": LogicalType.BINARY,
+    "json": LogicalType.JSON,
+    "jsonb": LogicalType.JSON,
+    "uuid": LogicalType.STRING,
+}
+
+
+def logical_type(type_name: str, type_category: str) -> LogicalType:
+    if type_category == "A":
+        return LogicalType.ARRAY
+    if type_name in _TYPE_NAMES:
+        return _TYPE_NAMES[type_name]
+    if type_category in ("S", "E"):  # strings and enums
+        return LogicalType.STRING
+    return LogicalType.OTHER
+
+
+def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -> HarvestedCatalog:
+    schemas = [
+        (oid, name)
+        for oid, name in connection.execute(text(_SCHEMAS_SQL))
+        if schema_filter.accepts(name)
+    ]
+    params = {"schema_oids": [oid for oid, _ in schemas]}
+
+    tables: dict[int, HarvestedTable] = {}
+    for oid, schema, name, relkind, row_estimate, comment in connection.execute(
+        text(_TABLES_SQL), params
+    ):
+        kind = "view" if relkind in ("v", "m") else "table"
+        tables[oid] = HarvestedTable(schema, name, kind, row_estimate, comment)
+
+    primary_keys: set[tuple[int, int]] = set()
+    foreign_keys: dict[tuple[int, int], ForeignKeyTarget] = {}
+    for relid, contype, attnum, f_schema, f_table, f_column in connection.execute(
+        text(_KEYS_SQL), params
+    ):
+        if contype == "p":
+            primary_keys.add((relid, attnum))
+        elif (relid, attnum) not in foreign_keys and f_column is not None:
+            foreign_keys[(relid, attnum)] = ForeignKeyTarget(f_schema, f_table, f_column)
+
+    for row in connection.execute(text(_COLUMNS_SQL), params):
+        relid, attnum = row.attrelid, row.attnum
+        table = tables.get(relid)
+        if table is None:
+            continue
+        table.columns.append(
+            HarvestedColumn(
+                name=row.attname,
+                ordinal=attnum,
+                native_type=row.native_type,
+                logical_type=logical_type(row.type_name, row.type_category),
+                nullable=not row.attnotnull,
+                default=row.default_expr,
+                primary_key=(relid, attnum) in primary_keys,
+                foreign_key=foreign_keys.get((relid, attnum)),
+                comment=row.description,
+            )
+        )
+    return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))

@@ -1,0 +1,131 @@
+"""Persistent job records. Job state lives in the metadata DB, never only in memory."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabric_core.errors import NotFoundError
+from fabric_core.models import Job, utcnow
+from fabric_core.schemas import TERMINAL_STATUSES
+
+SYNC_JOB = "sync"
+SYNC_DAG_ID = "sync_data_connection"
+
+
+def create_job(
+    session: Session,
+    *,
+    kind: str,
+    id_prefix: str,
+    connection_id: int | None = None,
+    params: dict[str, Any] | None = None,
+    orchestrator: str | None = None,
+) -> Job:
+    """Insert a queued job with id ``{id_prefix}_{unix_ts}``, unique even within one second.
+
+    A second job in the same second gets ``_2``, ``_3``... appended; the database's primary
+    key decides, so concurrent gateway replicas cannot hand out the same id.
+    """
+    base_id = f"{id_prefix}_{int(time.time())}"
+    for attempt in range(1, 1000):
+        job_id = base_id if attempt == 1 else f"{base_id}_{attempt}"
+        job = Job(
+            id=job_id,
+            kind=kind,
+            status="queued",
+            connection_id=connection_id,
+            params=params or {},
+            orchestrator=orchestrator,
+        )
+        try:
+            with session.begin_nested():
+                session.add(job)
+        except IntegrityError:
+            continue
+        return job
+    raise RuntimeError(f"No free job id after {base_id}_999")
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"No job with id {job_id!r}.")
+    return job
+
+
+def claim_job(session_factory: sessionmaker[Session], job_id: str) -> bool:
+    """Move a queued job to running; False when it was already claimed or finished.
+
+    One conditional UPDATE, so two workers given the same id never both run it.
+    """
+    now = utcnow()
+    with session_factory.begin() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(
+                status="running",
+                started_at=now,
+                updated_at=now,
+                attempts=Job.attempts + 1,
+                error=None,
+            )
+        )
+        return result.rowcount == 1
+
+
+def set_progress(session: Session, job_id: str, progress: float) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(progress=round(progress, 4), updated_at=utcnow())
+    )
+
+
+def finish_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    *,
+    status: str,
+    stats: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Record a job's end; False when it had already ended (the first end wins)."""
+    assert status in TERMINAL_STATUSES, status
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now}
+    if status == "success":
+        values["progress"] = 1.0
+    if stats is not None:
+        values["stats"] = stats
+    if error is not None:
+        values["error"] = error
+    with session_factory.begin() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+
+def list_jobs(session: Session, *, connection_id: int | None = None, limit: int = 100) -> list[Job]:
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if connection_id is not None:
+        query = query.where(Job.connection_id == connection_id)
+    return list(session.scalars(query))
+
+
+def active_job_count(session: Session, connection_id: int) -> int:
+    return len(
+        session.scalars(
+            select(Job.id).where(
+                Job.connection_id == connection_id, Job.status.in_(("queued", "running"))
+            )
+        ).all()
+    )

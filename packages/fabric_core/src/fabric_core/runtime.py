@@ -1,0 +1,54 @@
+"""What a Fabric process holds while it runs: settings, metadata DB, secret box.
+
+Built by :func:`create_runtime` at start-up (an app's lifespan, a CLI command, a DAG task),
+never at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabric_core.crypto import SecretBox
+from fabric_core.db import create_metadata_engine, create_session_factory
+from fabric_core.migrate import upgrade_database
+from fabric_core.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    box: SecretBox
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def check_database(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def check_storage(self) -> None:
+        """The local storage folder exists and takes writes."""
+        path = self.settings.storage_path
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".health"
+        probe.write_text("ok")
+        probe.unlink()
+
+
+def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime:
+    """Open the metadata DB (migrating it in embedded mode) and the secret box."""
+    settings.ensure_home()
+    engine = create_metadata_engine(settings.resolved_database_url)
+    if settings.auto_migrate if migrate is None else migrate:
+        upgrade_database(engine)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        box=SecretBox(settings.resolved_secret_key()),
+    )

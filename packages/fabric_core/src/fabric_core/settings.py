@@ -1,0 +1,111 @@
+"""One configuration for every Fabric process (env prefix ``FABRIC_``, optional ``.env``).
+
+Nothing here runs at import time: call :func:`get_settings` (or build ``Settings()``
+yourself in tests) when a process starts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FABRIC_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".fabric"))
+    """Folder for the embedded SQLite metadata DB, local storage and the generated secret key."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata DB; default: SQLite file ``{home}/fabric.db``."""
+
+    secret_key: str | None = None
+    """Key that encrypts connection passwords; default: generated into ``{home}/secret.key``."""
+
+    orchestrator: Literal["local"] = "local"
+    """How jobs run: ``local`` pools inside the gateway (``airflow`` comes with Airflow support)."""
+
+    auto_migrate: bool = True
+    """Apply the Alembic migrations when a service starts (embedded mode)."""
+
+    bind_host: str = "127.0.0.1"
+    """Address the services listen on."""
+
+    gateway_port: int = 8004
+    sync_port: int = 8005
+    dataset_port: int = 8006
+
+    sync_url: str | None = None
+    """Base URL of the sync service; default ``http://127.0.0.1:{sync_port}``."""
+
+    dataset_url: str | None = None
+    """Base URL of the dataset service; default ``http://127.0.0.1:{dataset_port}``."""
+
+    airflow_public_url: str = "http://localhost:8080"
+    """Base URL of the Airflow UI, used for ``airflow_url`` in job answers."""
+
+    sync_pool_slots: int = 3
+    """Sync jobs run at once (Airflow pool ``sync_pool``; local pool size)."""
+
+    dataset_pool_slots: int = 2
+    """Dataset jobs run at once (Airflow pool ``dataset_pool``; local pool size)."""
+
+    sync_workers: int = 3
+    """Background workers in one sync-service process."""
+
+    source_connect_timeout: float = 5.0
+    """Seconds to wait when connecting to a source before calling it unreachable."""
+
+    job_poll_interval: float = 0.5
+    """Seconds between status polls while a task waits for a service job."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'fabric.db').resolve()}"
+
+    @property
+    def storage_path(self) -> Path:
+        return self.home / "storage"
+
+    @property
+    def resolved_sync_url(self) -> str:
+        return (self.sync_url or f"http://127.0.0.1:{self.sync_port}").rstrip("/")
+
+    @property
+    def resolved_dataset_url(self) -> str:
+        return (self.dataset_url or f"http://127.0.0.1:{self.dataset_port}").rstrip("/")
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.storage_path.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret key, or the one generated into ``{home}/secret.key``."""
+        if self.secret_key:
+            return self.secret_key
+        self.ensure_home()
+        key_file = self.home / SECRET_KEY_FILE
+        if not key_file.exists():
+            # Written with O_EXCL so two processes starting together agree on one key.
+            try:
+                with key_file.open("x") as handle:
+                    handle.write(secrets.token_urlsafe(32))
+                key_file.chmod(0o600)
+            except FileExistsError:
+                pass
+        return key_file.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

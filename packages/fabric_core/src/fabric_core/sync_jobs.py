@@ -1,0 +1,81 @@
+"""Metadata sync as a job: queued by the gateway, run once by a sync-service worker."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabric_core.catalog.sync import sync_connection
+from fabric_core.connections import connection_spec, get_connection
+from fabric_core.crypto import SecretBox, redact
+from fabric_core.errors import FabricError, InvalidInputError
+from fabric_core.jobs import SYNC_JOB, claim_job, create_job, finish_job, get_job, set_progress
+from fabric_core.models import Connection, Job
+
+log = logging.getLogger(__name__)
+
+
+def queue_sync(
+    session: Session, connection_id: int, *, orchestrator: str
+) -> tuple[Job, Connection]:
+    """Create the queued job ``sync_{connection_id}_{unix_ts}`` for a registered connection."""
+    connection = get_connection(session, connection_id)
+    job = create_job(
+        session,
+        kind=SYNC_JOB,
+        id_prefix=f"sync_{connection_id}",
+        connection_id=connection_id,
+        params={"connection_id": connection_id},
+        orchestrator=orchestrator,
+    )
+    return job, connection
+
+
+def check_sync_request(session: Session, job_id: str, connection_id: int) -> Job:
+    """The job a service was asked to run, refusing one that names another connection."""
+    job = get_job(session, job_id)
+    if job.kind != SYNC_JOB:
+        raise InvalidInputError(f"Job {job_id!r} is a {job.kind} job, not a sync job.")
+    if job.connection_id != connection_id:
+        raise InvalidInputError(
+            f"Job {job_id!r} belongs to connection {job.connection_id}, not {connection_id}."
+        )
+    return job
+
+
+def run_sync_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    connection_id: int,
+    *,
+    box: SecretBox,
+    timeout: float,
+) -> bool:
+    """Run a queued sync job to its end; False (and nothing done) if it was already claimed."""
+    if not claim_job(session_factory, job_id):
+        log.info("sync job %s already claimed, not running it again", job_id)
+        return False
+    spec = None
+    try:
+        with session_factory() as session:
+            spec = connection_spec(get_connection(session, connection_id), box)
+
+        def on_progress(session: Session, fraction: float) -> None:
+            set_progress(session, job_id, fraction)
+
+        stats = sync_connection(
+            session_factory, connection_id, spec, timeout=timeout, on_progress=on_progress
+        )
+    except FabricError as exc:
+        log.warning("sync job %s failed: %s", job_id, exc.message)
+        finish_job(session_factory, job_id, status="failed", error=exc.message)
+    except Exception as exc:
+        secret = spec.password if spec else None
+        message = redact(f"Unexpected error: {type(exc).__name__}: {exc}", [secret])
+        # No traceback: driver messages may quote connection details; the text is redacted.
+        log.error("sync job %s crashed: %s", job_id, message)
+        finish_job(session_factory, job_id, status="failed", error=message)
+    else:
+        finish_job(session_factory, job_id, status="success", stats=stats.as_dict())
+    return True

@@ -1,0 +1,53 @@
+"""The gateway: Fabric's public REST API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fabric_core.orchestrators import create_orchestrator
+from fabric_core.runtime import create_runtime
+from fabric_core.settings import Settings, get_settings
+from fabric_core.web import AppMetrics, install_common_routes, install_error_handlers
+from fastapi import FastAPI
+
+from fabric_gateway.routers import catalog, connections
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    metrics = AppMetrics("gateway")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = create_runtime(settings or get_settings())
+        app.state.runtime = runtime
+        app.state.orchestrator = create_orchestrator(runtime.settings, runtime.session_factory)
+        try:
+            yield
+        finally:
+            app.state.orchestrator.shutdown(wait=True)
+            runtime.close()
+
+    app = FastAPI(
+        title="Fabric",
+        summary="Register data connections, browse one catalog, build unified datasets.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    install_common_routes(app, metrics, checks_storage=True)
+    app.include_router(connections.router)
+    app.include_router(catalog.router)
+
+    @app.get("/", tags=["operations"])
+    def root() -> dict[str, str]:
+        """What this is and where to look next."""
+        return {
+            "name": "Fabric gateway",
+            "version": "0.1.0",
+            "docs": "/docs",
+            "health": "/health",
+            "api": "/api/data-connections",
+        }
+
+    return app

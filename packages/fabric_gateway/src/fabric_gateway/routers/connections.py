@@ -1,0 +1,96 @@
+"""Data connections: register, read, change, remove, test, sync, list their tables."""
+
+from __future__ import annotations
+
+from fabric_core import connections
+from fabric_core.catalog.browse import list_tables
+from fabric_core.jobs import SYNC_DAG_ID
+from fabric_core.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionTestPublic,
+    ConnectionUpdate,
+    SyncQueued,
+    TablePublic,
+)
+from fabric_core.sync_jobs import queue_sync
+from fabric_core.web import RuntimeDep, SessionDep
+from fastapi import APIRouter, Response
+
+from fabric_gateway.deps import OrchestratorDep
+
+router = APIRouter(prefix="/api/data-connections", tags=["data connections"])
+
+
+@router.post("", status_code=201, response_model=ConnectionPublic)
+def create_connection(
+    body: ConnectionCreate, session: SessionDep, runtime: RuntimeDep
+) -> ConnectionPublic:
+    """Register a data connection (the password is stored encrypted, never returned)."""
+    return connections.to_public(connections.create_connection(session, body, runtime.box))
+
+
+@router.get("", response_model=list[ConnectionPublic])
+def list_connections(session: SessionDep) -> list[ConnectionPublic]:
+    """All registered data connections."""
+    return [connections.to_public(c) for c in connections.list_connections(session)]
+
+
+@router.get("/{connection_id}", response_model=ConnectionPublic)
+def get_connection(connection_id: int, session: SessionDep) -> ConnectionPublic:
+    """One data connection."""
+    return connections.to_public(connections.get_connection(session, connection_id))
+
+
+@router.patch("/{connection_id}", response_model=ConnectionPublic)
+def update_connection(
+    connection_id: int, body: ConnectionUpdate, session: SessionDep, runtime: RuntimeDep
+) -> ConnectionPublic:
+    """Change some fields of a data connection."""
+    connection = connections.update_connection(session, connection_id, body, runtime.box)
+    return connections.to_public(connection)
+
+
+@router.delete("/{connection_id}", status_code=204)
+def delete_connection(connection_id: int, session: SessionDep) -> Response:
+    """Remove a data connection and its catalog."""
+    connections.delete_connection(session, connection_id)
+    return Response(status_code=204)
+
+
+@router.post("/{connection_id}/test", response_model=ConnectionTestPublic)
+def test_connection(
+    connection_id: int, session: SessionDep, runtime: RuntimeDep
+) -> ConnectionTestPublic:
+    """Try to connect: says whether the source is reachable and accepts the credentials."""
+    result = connections.check_connection_by_id(
+        session, connection_id, runtime.box, runtime.settings.source_connect_timeout
+    )
+    return ConnectionTestPublic(**result.__dict__)
+
+
+@router.post("/{connection_id}/sync", status_code=202, response_model=SyncQueued)
+def sync_connection(
+    connection_id: int, session: SessionDep, orchestrator: OrchestratorDep
+) -> SyncQueued:
+    """Queue a metadata sync of the connection's catalog."""
+    job, connection = queue_sync(session, connection_id, orchestrator=orchestrator.name)
+    # The job row must be visible to the worker before the worker looks for it.
+    session.commit()
+    orchestrator.submit_sync(job.id, connection_id)
+    return SyncQueued(
+        message=f"Metadata synchronization for connection '{connection.name}' has been queued",
+        dag_run_id=job.id,
+        dag_id=SYNC_DAG_ID,
+        airflow_url=orchestrator.run_url(SYNC_DAG_ID, job.id),
+        connection_id=connection_id,
+        status="queued",
+    )
+
+
+@router.get("/{connection_id}/tables", response_model=list[TablePublic])
+def connection_tables(
+    connection_id: int, session: SessionDep, include_removed: bool = True
+) -> list[TablePublic]:
+    """Tables and views harvested from the connection (removed ones flagged)."""
+    return list_tables(session, connection_id, include_removed=include_removed)
