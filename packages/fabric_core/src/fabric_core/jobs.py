@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,22 +32,30 @@ def create_job(
     key decides, so concurrent gateway replicas cannot hand out the same id.
     """
     base_id = f"{id_prefix}_{int(time.time())}"
+    now = utcnow()
     for attempt in range(1, 1000):
         job_id = base_id if attempt == 1 else f"{base_id}_{attempt}"
-        job = Job(
-            id=job_id,
-            kind=kind,
-            status="queued",
-            connection_id=connection_id,
-            params=params or {},
-            orchestrator=orchestrator,
-        )
         try:
+            # A Core INSERT in a savepoint: the primary key, not the ORM, detects the clash.
             with session.begin_nested():
-                session.add(job)
+                session.execute(
+                    insert(Job).values(
+                        id=job_id,
+                        kind=kind,
+                        status="queued",
+                        progress=0.0,
+                        stats={},
+                        params=params or {},
+                        connection_id=connection_id,
+                        orchestrator=orchestrator,
+                        attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         except IntegrityError:
             continue
-        return job
+        return session.get_one(Job, job_id)
     raise RuntimeError(f"No free job id after {base_id}_999")
 
 

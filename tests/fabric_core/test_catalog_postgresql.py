@@ -1,0 +1,237 @@
+"""Harvest and incremental re-sync of a PostgreSQL source, against a real server."""
+
+from __future__ import annotations
+
+import pytest
+from catalog_helpers import columns_of, counters, register, sync, tables_by_name
+from conftest import PG_HOST, PG_PORT, PG_USER, pg_execute
+
+SOURCE_DDL = """
+CREATE SCHEMA sales;
+CREATE SCHEMA "Ops Data";
+CREATE SCHEMA scratch_tmp;
+CREATE TABLE sales.customers (
+    id integer PRIMARY KEY,
+    "Full Name" text NOT NULL,
+    email varchar(200),
+    "order" integer,
+    active boolean DEFAULT true,
+    balance numeric(12, 2) DEFAULT 0,
+    created timestamptz DEFAULT now(),
+    tags text[],
+    profile jsonb,
+    photo bytea,
+    birth date,
+    wake time,
+    score double precision
+);
+COMMENT ON TABLE sales.customers IS 'Customers of the shop';
+COMMENT ON COLUMN sales.customers."Full Name" IS 'Given and family name';
+CREATE TABLE "Ops Data"."Shipments" (
+    "customerId" integer NOT NULL REFERENCES sales.customers (id),
+    line smallint NOT NULL,
+    "größe" double precision,
+    "select" text,
+    PRIMARY KEY ("customerId", line)
+);
+CREATE TABLE "Ops Data".shipment_events (
+    customer integer,
+    line smallint,
+    happened_at timestamp,
+    FOREIGN KEY (customer, line) REFERENCES "Ops Data"."Shipments" ("customerId", line)
+);
+CREATE VIEW sales.active_customers AS SELECT id, "Full Name" FROM sales.customers WHERE active;
+COMMENT ON VIEW sales.active_customers IS 'Only the active ones';
+CREATE TABLE scratch_tmp.scratch (x integer);
+INSERT INTO sales.customers (id, "Full Name", "order")
+    SELECT g, 'name ' || g, g FROM generate_series(1, 250) g;
+ANALYZE;
+"""
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def source_db(pg_database) -> str:
+    database = pg_database()
+    pg_execute(database, SOURCE_DDL)
+    return database
+
+
+def _register(runtime, database: str, **options) -> int:
+    return register(
+        runtime,
+        name=f"pg {database}",
+        kind="postgresql",
+        host=PG_HOST,
+        port=PG_PORT,
+        database=database,
+        username=PG_USER,
+        options=options,
+    )
+
+
+@pytest.fixture
+def pg_runtime(metadata_url, settings):
+    """A runtime whose metadata DB is SQLite or PostgreSQL (both are supported)."""
+    from fabric_core.runtime import create_runtime
+
+    runtime = create_runtime(settings.model_copy(update={"database_url": metadata_url}))
+    yield runtime
+    runtime.close()
+
+
+def test_harvest_reads_every_detail_of_the_schema(pg_runtime, source_db):
+    runtime = pg_runtime
+    connection_id = _register(runtime, source_db)
+    stats = sync(runtime, connection_id)
+
+    assert stats.schemas == 4  # public, sales, "Ops Data", scratch_tmp
+    assert counters(stats) == {
+        "tables_added": 5,
+        "tables_changed": 0,
+        "tables_removed": 0,
+        "columns_added": 13 + 4 + 3 + 2 + 1,
+        "columns_changed": 0,
+        "columns_removed": 0,
+    }
+    tables = tables_by_name(runtime, connection_id)
+    assert set(tables) == {
+        ("sales", "customers"),
+        ("sales", "active_customers"),
+        ("Ops Data", "Shipments"),
+        ("Ops Data", "shipment_events"),
+        ("scratch_tmp", "scratch"),
+    }
+    customers = tables[("sales", "customers")]
+    assert customers.kind == "table"
+    assert customers.comment == "Customers of the shop"
+    assert customers.row_estimate == 250
+    assert [c.name for c in customers.columns] == [
+        "id", "Full Name", "email", "order", "active", "balance", "created", "tags",
+        "profile", "photo", "birth", "wake", "score",
+    ]
+    assert [c.ordinal for c in customers.columns] == list(range(1, 14))
+    by_name = columns_of(customers)
+    assert {name: c.logical_type for name, c in by_name.items()} == {
+        "id": "integer",
+        "Full Name": "string",
+        "email": "string",
+        "order": "integer",
+        "active": "boolean",
+        "balance": "decimal",
+        "created": "datetime",
+        "tags": "array",
+        "profile": "json",
+        "photo": "binary",
+        "birth": "date",
+        "wake": "time",
+        "score": "float",
+    }
+    assert by_name["email"].native_type == "character varying(200)"
+    assert by_name["balance"].native_type == "numeric(12,2)"
+    assert by_name["id"].primary_key and not by_name["id"].nullable
+    assert by_name["Full Name"].comment == "Given and family name"
+    assert not by_name["Full Name"].nullable and by_name["email"].nullable
+    assert by_name["active"].default == "true"
+    assert by_name["created"].default == "now()"
+
+    shipments = columns_of(tables[("Ops Data", "Shipments")])
+    assert shipments["customerId"].primary_key and shipments["line"].primary_key
+    assert not shipments["größe"].primary_key
+    fk = shipments["customerId"].foreign_key
+    assert (fk.schema_, fk.table, fk.column) == ("sales", "customers", "id")
+    assert shipments["select"].logical_type == "string"
+
+    events = columns_of(tables[("Ops Data", "shipment_events")])
+    composite = [events["customer"].foreign_key, events["line"].foreign_key]
+    assert [(f.schema_, f.table, f.column) for f in composite] == [
+        ("Ops Data", "Shipments", "customerId"),
+        ("Ops Data", "Shipments", "line"),
+    ]
+    assert events["happened_at"].foreign_key is None
+
+    view = tables[("sales", "active_customers")]
+    assert view.kind == "view" and view.row_estimate is None
+    assert view.comment == "Only the active ones"
+
+
+def test_schema_filters_use_glob_patterns(runtime, source_db):
+    connection_id = _register(runtime, source_db, exclude_schemas=["scratch_*"])
+    sync(runtime, connection_id)
+    assert {schema for schema, _ in tables_by_name(runtime, connection_id)} == {
+        "sales", "Ops Data",
+    }
+    other = register(
+        runtime, name="only ops", kind="postgresql", host=PG_HOST, database=source_db,
+        username=PG_USER, options={"include_schemas": ["Ops*"]},
+    )
+    sync(runtime, other)
+    assert {schema for schema, _ in tables_by_name(runtime, other)} == {"Ops Data"}
+
+
+def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
+    runtime = pg_runtime
+    connection_id = _register(runtime, source_db)
+    sync(runtime, connection_id)
+    before = tables_by_name(runtime, connection_id)
+
+    pg_execute(
+        source_db,
+        """
+        ALTER TABLE sales.customers ADD COLUMN loyalty integer;
+        ALTER TABLE sales.customers ALTER COLUMN email TYPE text;
+        ALTER TABLE sales.customers ALTER COLUMN "order" SET NOT NULL;
+        COMMENT ON COLUMN sales.customers.score IS 'Credit score';
+        ALTER TABLE sales.customers DROP COLUMN photo;
+        DROP VIEW sales.active_customers;
+        DROP TABLE scratch_tmp.scratch;
+        CREATE TABLE sales."New Orders" (id bigint PRIMARY KEY,
+                                         customer_id integer REFERENCES sales.customers (id));
+        """,
+    )
+    stats = sync(runtime, connection_id)
+    assert counters(stats) == {
+        "tables_added": 1,
+        "tables_changed": 0,
+        "tables_removed": 2,
+        "columns_added": 1 + 2,
+        "columns_changed": 3,  # email type, "order" nullability, score comment
+        "columns_removed": 1 + 2 + 1,  # photo, the view's two columns, scratch.x
+    }
+    after = tables_by_name(runtime, connection_id)
+    customers_before, customers_after = before[("sales", "customers")], after[("sales", "customers")]
+    assert customers_after.id == customers_before.id
+    old_cols, new_cols = columns_of(customers_before), columns_of(customers_after)
+    for name in ("id", "Full Name", "email", "order", "tags"):
+        assert new_cols[name].id == old_cols[name].id, name
+    assert new_cols["email"].native_type == "text"
+    assert new_cols["order"].nullable is False
+    assert new_cols["score"].comment == "Credit score"
+    assert new_cols["photo"].removed and new_cols["photo"].removed_at is not None
+    assert not new_cols["loyalty"].removed
+    assert new_cols["loyalty"].ordinal == 14
+    # Removed columns come after the live ones.
+    assert [c.name for c in customers_after.columns][-1] == "photo"
+
+    view = after[("sales", "active_customers")]
+    assert view.removed and view.id == before[("sales", "active_customers")].id
+    assert all(column.removed for column in view.columns)
+    assert after[("scratch_tmp", "scratch")].removed
+    new_orders = columns_of(after[("sales", "New Orders")])
+    assert (new_orders["customer_id"].foreign_key.table, new_orders["id"].primary_key) == (
+        "customers", True,
+    )
+
+    # Nothing changed since: nothing to report, nothing rewritten.
+    assert counters(sync(runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
+
+    # A dropped view created again comes back under its old id.
+    pg_execute(source_db, "CREATE VIEW sales.active_customers AS SELECT id FROM sales.customers")
+    stats = sync(runtime, connection_id)
+    assert (stats.tables_added, stats.columns_added, stats.tables_removed) == (1, 1, 0)
+    restored = tables_by_name(runtime, connection_id)[("sales", "active_customers")]
+    assert restored.id == view.id and not restored.removed
+    restored_cols = columns_of(restored)
+    assert not restored_cols["id"].removed and restored_cols["Full Name"].removed
+

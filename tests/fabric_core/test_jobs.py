@@ -1,0 +1,67 @@
+"""Persistent jobs: unique ids, claimed once, first end wins."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fabric_core import jobs
+from fabric_core.errors import NotFoundError
+
+
+@pytest.fixture
+def job_runtime(metadata_url, settings):
+    from fabric_core.runtime import create_runtime
+
+    runtime = create_runtime(settings.model_copy(update={"database_url": metadata_url}))
+    yield runtime
+    runtime.close()
+
+
+def test_ids_are_unique_within_one_second(job_runtime, monkeypatch):
+    monkeypatch.setattr(jobs.time, "time", lambda: 1734567890.4)
+    with job_runtime.session_factory.begin() as session:
+        ids = [jobs.create_job(session, kind="sync", id_prefix="sync_1").id for _ in range(3)]
+    assert ids == ["sync_1_1734567890", "sync_1_1734567890_2", "sync_1_1734567890_3"]
+    with job_runtime.session_factory() as session:
+        assert [jobs.get_job(session, i).status for i in ids] == ["queued"] * 3
+
+
+def test_a_job_is_claimed_once_even_by_racing_workers(job_runtime):
+    with job_runtime.session_factory.begin() as session:
+        job_id = jobs.create_job(session, kind="sync", id_prefix="sync_9").id
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        results.append(jobs.claim_job(job_runtime.session_factory, job_id))
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+    with job_runtime.session_factory() as session:
+        job = jobs.get_job(session, job_id)
+        assert (job.status, job.attempts) == ("running", 1)
+        assert job.started_at is not None and job.started_at.tzinfo is not None
+
+
+def test_the_first_end_wins(job_runtime):
+    with job_runtime.session_factory.begin() as session:
+        job_id = jobs.create_job(session, kind="sync", id_prefix="sync_2").id
+    assert jobs.claim_job(job_runtime.session_factory, job_id)
+    assert jobs.finish_job(job_runtime.session_factory, job_id, status="failed", error="boom")
+    assert not jobs.finish_job(job_runtime.session_factory, job_id, status="success", stats={})
+    assert not jobs.claim_job(job_runtime.session_factory, job_id)
+    with job_runtime.session_factory() as session:
+        job = jobs.get_job(session, job_id)
+        assert (job.status, job.error) == ("failed", "boom")
+        assert job.finished_at >= job.started_at
+
+
+def test_unknown_job_is_not_found(job_runtime):
+    with job_runtime.session_factory() as session, pytest.raises(NotFoundError):
+        jobs.get_job(session, "sync_404_1")
