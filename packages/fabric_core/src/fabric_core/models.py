@@ -61,6 +61,9 @@ class Connection(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_synced_at: Mapped[datetime | None]
+    # Id of the sync job that holds this connection; one sync of a connection at a time.
+    sync_lock: Mapped[str | None] = mapped_column(String(255))
+    sync_locked_at: Mapped[datetime | None]
 
     schemas: Mapped[list[CatalogSchema]] = relationship(
         back_populates="connection", cascade="all, delete-orphan", passive_deletes=True

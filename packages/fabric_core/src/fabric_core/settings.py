@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     source_connect_timeout: float = 5.0
     """Seconds to wait when connecting to a source before calling it unreachable."""
 
+    sync_lock_timeout: float = 600.0
+    """Seconds a sync job waits for another sync of the same connection to end."""
+
     job_poll_interval: float = 0.5
     """Seconds between status polls while a task waits for a service job."""
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from sqlalchemy import exists, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.sync import sync_connection
 from fabric_core.connections import connection_spec, get_connection
 from fabric_core.crypto import SecretBox, redact
-from fabric_core.errors import FabricError, InvalidInputError
+from fabric_core.errors import ConflictError, FabricError, InvalidInputError
 from fabric_core.jobs import SYNC_JOB, claim_job, create_job, finish_job, get_job, set_progress
-from fabric_core.models import Connection, Job
+from fabric_core.models import Connection, Job, utcnow
+from fabric_core.schemas import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,16 @@ def run_sync_job(
     *,
     box: SecretBox,
     timeout: float,
+    lock_timeout: float = 600.0,
 ) -> bool:
     """Run a queued sync job to its end; False (and nothing done) if it was already claimed."""
     if not claim_job(session_factory, job_id):
         log.info("sync job %s already claimed, not running it again", job_id)
         return False
     spec = None
+    locked = False
     try:
+        locked = _lock_connection(session_factory, connection_id, job_id, lock_timeout)
         with session_factory() as session:
             spec = connection_spec(get_connection(session, connection_id), box)
 
@@ -78,4 +84,55 @@ def run_sync_job(
         finish_job(session_factory, job_id, status="failed", error=message)
     else:
         finish_job(session_factory, job_id, status="success", stats=stats.as_dict())
+    finally:
+        if locked:
+            _unlock_connection(session_factory, connection_id, job_id)
     return True
+
+
+def _lock_connection(
+    session_factory: sessionmaker[Session], connection_id: int, job_id: str, timeout: float
+) -> bool:
+    """Wait until this job holds the connection's sync lock (one sync per connection).
+
+    The lock is a column on the connection row, taken with one conditional UPDATE, so it holds
+    across service replicas. A lock whose job has ended (or vanished) is free.
+    """
+    holder_active = exists().where(
+        Job.id == Connection.sync_lock, Job.status.not_in(TERMINAL_STATUSES)
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_factory.begin() as session:
+            get_connection(session, connection_id)
+            taken = session.execute(
+                update(Connection)
+                .where(
+                    Connection.id == connection_id,
+                    or_(Connection.sync_lock.is_(None), ~holder_active),
+                )
+                .values(sync_lock=job_id, sync_locked_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if taken:
+            return True
+        if time.monotonic() > deadline:
+            with session_factory() as session:
+                holder = get_connection(session, connection_id).sync_lock
+            raise ConflictError(
+                f"Another sync of connection {connection_id} (job {holder}) is still running "
+                f"after {timeout:.0f} s; try again when it has ended."
+            )
+        time.sleep(0.2)
+
+
+def _unlock_connection(
+    session_factory: sessionmaker[Session], connection_id: int, job_id: str
+) -> None:
+    with session_factory.begin() as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id, Connection.sync_lock == job_id)
+            .values(sync_lock=None, sync_locked_at=None)
+            .execution_options(synchronize_session=False)
+        )

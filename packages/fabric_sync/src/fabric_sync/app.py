@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 connection_id,
                 box=runtime.box,
                 timeout=runtime.settings.source_connect_timeout,
+                lock_timeout=runtime.settings.sync_lock_timeout,
             )
         finally:
             metrics.running.dec()

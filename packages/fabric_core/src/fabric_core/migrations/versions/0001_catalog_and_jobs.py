@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sync_lock", sa.String(length=255), nullable=True),
+        sa.Column("sync_locked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )

@@ -1,0 +1,151 @@
+"""The gateway's connection API, driven over HTTP against the real apps."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MYSQL_HOST, PG_HOST, PG_USER
+from fabric_core.serving import free_port
+from service_helpers import running_stack
+
+
+@pytest.fixture
+def api(settings):
+    with running_stack(settings) as client:
+        yield client
+
+
+def _pg_body(**overrides):
+    body = {
+        "name": "warehouse",
+        "kind": "postgresql",
+        "host": PG_HOST,
+        "port": 5432,
+        "database": "postgres",
+        "username": PG_USER,
+        "password": "pg-Secret-123",
+        "options": {"exclude_schemas": ["tmp_*"]},
+    }
+    return {**body, **overrides}
+
+
+def test_root_health_docs_and_metrics(api):
+    assert api.get("/").json()["docs"] == "/docs"
+    health = api.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {
+        "status": "ok", "service": "gateway", "database": "ok", "storage": "ok",
+    }
+    assert api.get("/docs").status_code == 200
+    paths = api.get("/openapi.json").json()["paths"]
+    assert "/api/data-connections/{connection_id}/sync" in paths
+    metrics = api.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'fabric_http_requests_total{method="GET",route="/health"' in metrics.text.replace(
+        'service="gateway",', ""
+    )
+
+
+def test_create_read_update_delete(api):
+    created = api.post("/api/data-connections", json=_pg_body())
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert "pg-Secret-123" not in created.text and "password" not in body
+    assert body["has_password"] is True
+    assert (body["name"], body["kind"], body["port"]) == ("warehouse", "postgresql", 5432)
+    assert body["options"] == {"exclude_schemas": ["tmp_*"]}
+    connection_id = body["id"]
+
+    listed = api.get("/api/data-connections")
+    assert [c["id"] for c in listed.json()] == [connection_id]
+    assert "pg-Secret-123" not in listed.text
+
+    patched = api.patch(
+        f"/api/data-connections/{connection_id}",
+        json={"name": "dwh", "password": "other-Secret-9"},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "dwh" and "other-Secret-9" not in patched.text
+    assert api.get(f"/api/data-connections/{connection_id}").json()["name"] == "dwh"
+
+    assert api.delete(f"/api/data-connections/{connection_id}").status_code == 204
+    assert api.get(f"/api/data-connections/{connection_id}").status_code == 404
+
+
+def test_port_defaults_per_kind(api):
+    body = _pg_body(name="m", kind="mysql", host=MYSQL_HOST, port=None, password=None)
+    created = api.post("/api/data-connections", json=body).json()
+    assert created["port"] == 3306 and created["has_password"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"kind": "oracle"}, "kind"),
+        ({"host": None}, "host"),
+        ({"options": {"include_schema": ["x"]}}, "include_schema"),
+        ({"port": 70000}, "port"),
+        ({"name": "  "}, "name"),
+        ({"colour": "blue"}, "colour"),
+        ({"kind": "sqlite", "database": None}, "database"),
+    ],
+)
+def test_invalid_bodies_are_422_with_the_reason(api, body, reason):
+    response = api.post("/api/data-connections", json=_pg_body(**body))
+    assert response.status_code == 422
+    assert reason in response.text
+    assert api.get("/api/data-connections").json() == []
+
+
+def test_duplicate_name_is_409_and_keeps_the_first(api):
+    first = api.post("/api/data-connections", json=_pg_body()).json()
+    again = api.post("/api/data-connections", json=_pg_body(host="elsewhere"))
+    assert again.status_code == 409 and "warehouse" in again.json()["detail"]
+    other = api.post("/api/data-connections", json=_pg_body(name="other")).json()
+    renamed = api.patch(f"/api/data-connections/{other['id']}", json={"name": "warehouse"})
+    assert renamed.status_code == 409
+    assert api.get(f"/api/data-connections/{first['id']}").json()["host"] == PG_HOST
+    assert api.get(f"/api/data-connections/{other['id']}").json()["name"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/data-connections/999"),
+        ("patch", "/api/data-connections/999"),
+        ("delete", "/api/data-connections/999"),
+        ("post", "/api/data-connections/999/test"),
+        ("post", "/api/data-connections/999/sync"),
+        ("get", "/api/data-connections/999/tables"),
+        ("get", "/api/tables/999"),
+        ("get", "/api/jobs/sync_999_1"),
+    ],
+)
+def test_unknown_ids_are_404(api, method, path):
+    kwargs = {"json": {}} if method == "patch" else {}
+    response = getattr(api, method)(path, **kwargs)
+    assert response.status_code == 404
+    assert "999" in response.json()["detail"]
+
+
+@pytest.mark.postgres
+def test_test_endpoint_tells_reachable_from_authenticated(api, pg_admin, mysql_admin):
+    ok = api.post("/api/data-connections", json=_pg_body(password=None)).json()
+    result = api.post(f"/api/data-connections/{ok['id']}/test").json()
+    assert result["ok"] and result["reachable"] and result["authenticated"]
+    assert result["server_version"]
+
+    closed = api.post(
+        "/api/data-connections", json=_pg_body(name="closed", port=free_port())
+    ).json()
+    result = api.post(f"/api/data-connections/{closed['id']}/test").json()
+    assert (result["ok"], result["reachable"]) == (False, False)
+    assert "pg-Secret-123" not in str(result)
+
+    denied = api.post(
+        "/api/data-connections",
+        json=_pg_body(name="denied", kind="mysql", host=MYSQL_HOST, port=3306,
+                      username="fabric_nobody", password="my-Secret-77"),
+    ).json()
+    result = api.post(f"/api/data-connections/{denied['id']}/test").json()
+    assert (result["ok"], result["reachable"], result["authenticated"]) == (False, True, False)
+    assert "fabric_nobody" in result["message"] and "my-Secret-77" not in result["message"]

@@ -1,0 +1,90 @@
+"""The sync service on its own: submit, status, idempotence, bad requests, metrics."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from catalog_helpers import register
+from fabric_core.jobs import create_job
+from fabric_core.schemas import TERMINAL_STATUSES
+from fabric_core.serving import free_port
+from fabric_sync.app import create_app
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def service(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def queued_job(service, tmp_path):
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    connection.close()
+    runtime = service.app.state.runtime
+    connection_id = register(runtime, name="s", kind="sqlite", database=str(path))
+    with runtime.session_factory.begin() as session:
+        job_id = create_job(
+            session, kind="sync", id_prefix=f"sync_{connection_id}", connection_id=connection_id
+        ).id
+    return job_id, connection_id
+
+
+def _wait(service, job_id):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = service.get(f"/status/{job_id}").json()
+        if status["status"] in TERMINAL_STATUSES:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("job did not end")
+
+
+def test_a_job_submitted_twice_runs_once(service, queued_job):
+    job_id, connection_id = queued_job
+    body = {"job_id": job_id, "connection_id": connection_id}
+    first = service.post("/process-sync", json=body)
+    assert first.status_code == 202 and first.json()["accepted"] is True
+    status = _wait(service, job_id)
+    assert status["status"] == "success" and status["stats"]["columns_added"] == 2
+    again = service.post("/process-sync", json=body)
+    assert again.status_code == 202
+    assert again.json() == {"job_id": job_id, "status": "success", "accepted": False}
+    time.sleep(0.3)
+    status = service.get(f"/status/{job_id}").json()
+    assert status["attempts"] == 1 and status["stats"]["columns_added"] == 2
+
+    metrics = service.get("/metrics").text
+    assert 'fabric_sync_jobs_total{status="success"} 1.0' in metrics
+    assert "fabric_sync_jobs_running 0.0" in metrics
+
+
+def test_bad_requests(service, queued_job):
+    job_id, connection_id = queued_job
+    unknown = service.post("/process-sync", json={"job_id": "sync_1_1", "connection_id": 1})
+    assert unknown.status_code == 404 and "sync_1_1" in unknown.json()["detail"]
+    wrong = service.post("/process-sync", json={"job_id": job_id, "connection_id": 999})
+    assert wrong.status_code == 422 and "belongs to connection" in wrong.json()["detail"]
+    assert service.post("/process-sync", json={"job_id": job_id}).status_code == 422
+    assert service.get("/status/nope").status_code == 404
+    assert service.get(f"/status/{job_id}").json()["status"] == "queued"
+
+
+def test_health_reports_the_database(service, settings):
+    assert service.get("/health").json() == {"status": "ok", "service": "sync", "database": "ok"}
+    down = settings.model_copy(
+        update={
+            "database_url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x",
+            "auto_migrate": False,
+        }
+    )
+    with TestClient(create_app(down)) as client:
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["database"].startswith("error")

@@ -1,0 +1,37 @@
+"""Start the real apps: the sync service over HTTP on a thread, the gateway in a TestClient."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fabric_core.schemas import TERMINAL_STATUSES
+from fabric_core.serving import free_port, serve_in_thread
+from fabric_core.settings import Settings
+from fabric_gateway.app import create_app as create_gateway
+from fabric_sync.app import create_app as create_sync
+from fastapi.testclient import TestClient
+
+
+@contextmanager
+def running_stack(settings: Settings, *, with_sync: bool = True) -> Iterator[TestClient]:
+    sync_port = free_port()
+    settings = settings.model_copy(update={"sync_url": f"http://127.0.0.1:{sync_port}"})
+    sync_server = serve_in_thread(create_sync(settings), port=sync_port) if with_sync else None
+    try:
+        with TestClient(create_gateway(settings)) as client:
+            yield client
+    finally:
+        if sync_server:
+            sync_server.stop()
+
+
+def wait_for_job(client: TestClient, job_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in TERMINAL_STATUSES:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end within {timeout} s")
