@@ -1,0 +1,88 @@
+"""The ``fabric`` command as a user runs it: demo, db upgrade, up (and its clean stop)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import pg_url
+from fabric_core.serving import free_port
+
+FABRIC = [sys.executable, "-m", "fabric_core.cli"]
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
+    return {**env, "FABRIC_HOME": str(home), **extra}
+
+
+def test_demo_runs_end_to_end_and_again(tmp_path):
+    env = _env(tmp_path / "home")
+    first = subprocess.run(FABRIC + ["demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert out.count("registered connection") == 3
+    assert "sync crm      success: 1 tables, 5 columns (+1 ~0 -0 tables" in out
+    assert "shop.orders (2 rows):" in out and "client_id integer -> Clients.ClientID" in out
+    assert (tmp_path / "home" / "fabric.db").exists()
+
+    second = subprocess.run(FABRIC + ["demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("already registered") == 3
+    assert "(+0 ~0 -0 tables, +0 ~0 -0 columns)" in second.stdout
+
+
+@pytest.mark.postgres
+def test_db_upgrade_on_postgresql(tmp_path, pg_database):
+    url = pg_url(pg_database())
+    env = _env(tmp_path, FABRIC_DATABASE_URL=url)
+    result = subprocess.run(FABRIC + ["db", "upgrade"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "at revision 0001" in result.stdout
+
+
+def test_db_upgrade_reports_an_unreachable_database(tmp_path):
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    env = _env(tmp_path, FABRIC_DATABASE_URL=url)
+    result = subprocess.run(FABRIC + ["db", "upgrade"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "migration failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
+    ports = {name: free_port() for name in ("GATEWAY", "SYNC", "DATASET")}
+    env = _env(tmp_path / "home", **{f"FABRIC_{n}_PORT": str(p) for n, p in ports.items()})
+    process = subprocess.Popen(
+        FABRIC + ["up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        healthy: dict[str, int] = {}
+        while len(healthy) < 3 and time.monotonic() < deadline:
+            for name, port in ports.items():
+                try:
+                    healthy[name] = httpx.get(f"http://127.0.0.1:{port}/health").status_code
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+        assert healthy == {"GATEWAY": 200, "SYNC": 200, "DATASET": 200}
+        gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
+        assert httpx.get(f"{gateway}/api/data-connections").json() == []
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, output
+    assert "Fabric is up" in output
+    for port in ports.values():
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health")
