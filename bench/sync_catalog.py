@@ -12,7 +12,9 @@ What it does:
 1. Creates a throw-away database ``fabric_bench_sync_<random>`` holding schema ``bench``:
    N tables x C columns of mixed types, a primary key on every table (every 5th one
    composite), a foreign key from each table to the previous one, comments on every table
-   and on every third column; then ANALYZE.
+   and on every third column; then ANALYZE. The DDL runs as multi-statement scripts of 500
+   tables, one transaction each: all 2000 tables in one transaction overflow PostgreSQL's
+   default lock table (``max_locks_per_transaction`` = 64, "out of shared memory").
 2. In a child process (so its peak RSS is the sync's own): migrates the metadata DB, registers
    the source as a ``Connection`` and runs ``fabric_core.catalog.sync.sync_connection`` twice;
    the second sync must find nothing added, changed or removed.
@@ -23,7 +25,8 @@ What it does:
    something errored), then drops the source database unless ``--keep``.
 
 The metadata DB defaults to a SQLite file in a temporary directory. A ``--metadata-url`` is used
-as given (migrated to head); give it an empty database so runs are comparable.
+as given (migrated to head) and never dropped; give it an empty database so runs are comparable,
+e.g. ``createdb -h 127.0.0.1 -U postgres fabric_bench_meta`` before and ``dropdb ...`` after.
 """
 
 from __future__ import annotations
