@@ -39,7 +39,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def pg_admin() -> Iterator[psycopg.Connection]:
     try:
         connection = psycopg.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True,
+            host=PG_HOST,
+            port=PG_PORT,
+            user=PG_USER,
+            dbname="postgres",
+            autocommit=True,
             connect_timeout=5,
         )
     except psycopg.OperationalError as exc:
@@ -79,8 +83,12 @@ def pg_execute(database: str, sql: str) -> None:
 def mysql_admin() -> Iterator[pymysql.Connection]:
     try:
         connection = pymysql.connect(
-            host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, autocommit=True,
-            connect_timeout=5, charset="utf8mb4",
+            host=MYSQL_HOST,
+            port=MYSQL_PORT,
+            user=MYSQL_USER,
+            autocommit=True,
+            connect_timeout=5,
+            charset="utf8mb4",
         )
     except pymysql.MySQLError as exc:
         _missing_server(f"MariaDB/MySQL at {MYSQL_HOST}:{MYSQL_PORT} is not reachable: {exc}")
@@ -109,9 +117,12 @@ def mysql_database(mysql_admin: pymysql.Connection) -> Iterator[Callable[[], str
 
 def mysql_execute(sql: str) -> None:
     """Run ';'-separated statements (none of them may contain ';' itself)."""
-    with pymysql.connect(
-        host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, autocommit=True, charset="utf8mb4"
-    ) as connection, connection.cursor() as cursor:
+    with (
+        pymysql.connect(
+            host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, autocommit=True, charset="utf8mb4"
+        ) as connection,
+        connection.cursor() as cursor,
+    ):
         for statement in sql.split(";"):
             if statement.strip():
                 cursor.execute(statement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 def test_demo_runs_end_to_end_and_again(tmp_path):
     env = _env(tmp_path / "home")
-    first = subprocess.run(FABRIC + ["demo"], env=env, capture_output=True, text=True, timeout=120)
+    first = subprocess.run([*FABRIC, "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert out.count("registered connection") == 3
@@ -32,7 +33,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert "shop.orders (2 rows):" in out and "client_id integer -> Clients.ClientID" in out
     assert (tmp_path / "home" / "fabric.db").exists()
 
-    second = subprocess.run(FABRIC + ["demo"], env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run([*FABRIC, "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("already registered") == 3
     assert "(+0 ~0 -0 tables, +0 ~0 -0 columns)" in second.stdout
@@ -42,7 +43,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
 def test_db_upgrade_on_postgresql(tmp_path, pg_database):
     url = pg_url(pg_database())
     env = _env(tmp_path, FABRIC_DATABASE_URL=url)
-    result = subprocess.run(FABRIC + ["db", "upgrade"], env=env, capture_output=True, text=True)
+    result = subprocess.run([*FABRIC, "db", "upgrade"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "at revision 0001" in result.stdout
 
@@ -50,7 +51,7 @@ def test_db_upgrade_on_postgresql(tmp_path, pg_database):
 def test_db_upgrade_reports_an_unreachable_database(tmp_path):
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     env = _env(tmp_path, FABRIC_DATABASE_URL=url)
-    result = subprocess.run(FABRIC + ["db", "upgrade"], env=env, capture_output=True, text=True)
+    result = subprocess.run([*FABRIC, "db", "upgrade"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert "migration failed" in result.stderr and "Traceback" not in result.stderr
 
@@ -59,7 +60,11 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
     ports = {name: free_port() for name in ("GATEWAY", "SYNC", "DATASET")}
     env = _env(tmp_path / "home", **{f"FABRIC_{n}_PORT": str(p) for n, p in ports.items()})
     process = subprocess.Popen(
-        FABRIC + ["up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*FABRIC, "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -67,10 +72,8 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
         healthy: dict[str, int] = {}
         while len(healthy) < 3 and time.monotonic() < deadline:
             for name, port in ports.items():
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     healthy[name] = httpx.get(f"http://127.0.0.1:{port}/health").status_code
-                except httpx.HTTPError:
-                    pass
             time.sleep(0.3)
         assert healthy == {"GATEWAY": 200, "SYNC": 200, "DATASET": 200}
         gateway = f"http://127.0.0.1:{ports['GATEWAY']}"

@@ -26,7 +26,10 @@ def uv() -> str:
 def test_every_member_builds_a_wheel(uv, tmp_path):
     result = subprocess.run(
         [uv, "build", "--all-packages", "--wheel", "--out-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     wheels = sorted(p.name.split("-")[0] for p in tmp_path.glob("*.whl"))
@@ -38,8 +41,18 @@ def test_fabric_core_installs_on_its_own(uv, tmp_path):
     subprocess.run([uv, "venv", "--quiet", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     install = subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), str(ROOT / "packages/fabric_core")],
-        capture_output=True, text=True, timeout=300,
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(python),
+            str(ROOT / "packages/fabric_core"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     help_text = subprocess.run(
@@ -48,7 +61,10 @@ def test_fabric_core_installs_on_its_own(uv, tmp_path):
     assert help_text.returncode == 0 and "demo" in help_text.stdout
     # Without the service packages, `fabric up` says what is missing instead of crashing.
     up = subprocess.run(
-        [venv / "bin" / "fabric", "up"], capture_output=True, text=True, timeout=60,
+        [venv / "bin" / "fabric", "up"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "FABRIC_HOME": str(tmp_path / "home")},
     )
     assert up.returncode == 1 and "fabric_gateway" in up.stderr

@@ -40,7 +40,8 @@ def two_databases(mysql_database) -> tuple[str, str]:
         ) ENGINE=InnoDB;
         CREATE VIEW `{crm}`.active_customers AS SELECT id, `Full Name` FROM `{crm}`.customers
             WHERE active = 1;
-        INSERT INTO `{crm}`.customers (id, `Full Name`) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Alan');
+        INSERT INTO `{crm}`.customers (id, `Full Name`)
+            VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Alan');
         ANALYZE TABLE `{crm}`.customers
         """
     )
@@ -112,7 +113,11 @@ def test_harvest_reads_every_detail_of_the_schema(runtime, two_databases):
 def test_database_alone_limits_the_harvest_to_it(runtime, two_databases):
     crm, _ops = two_databases
     connection_id = register(
-        runtime, name="crm only", kind="mysql", host=MYSQL_HOST, database=crm,
+        runtime,
+        name="crm only",
+        kind="mysql",
+        host=MYSQL_HOST,
+        database=crm,
         username=MYSQL_USER,
     )
     sync(runtime, connection_id)
@@ -148,7 +153,9 @@ def test_resync_diffs_keeps_ids_and_marks_removed(runtime, two_databases):
     new_cols = columns_of(after[(crm, "customers")])
     assert after[(crm, "customers")].id == before[(crm, "customers")].id
     assert new_cols["order"].id == old_cols["order"].id
-    assert new_cols["order"].native_type == "bigint(20)" or new_cols["order"].native_type == "bigint"
+    assert (
+        new_cols["order"].native_type == "bigint(20)" or new_cols["order"].native_type == "bigint"
+    )
     assert new_cols["status"].removed and not new_cols["loyalty"].removed
     assert after[(crm, "active_customers")].removed
 

@@ -108,8 +108,19 @@ def test_harvest_reads_every_detail_of_the_schema(pg_runtime, source_db):
     assert customers.comment == "Customers of the shop"
     assert customers.row_estimate == 250
     assert [c.name for c in customers.columns] == [
-        "id", "Full Name", "email", "order", "active", "balance", "created", "tags",
-        "profile", "photo", "birth", "wake", "score",
+        "id",
+        "Full Name",
+        "email",
+        "order",
+        "active",
+        "balance",
+        "created",
+        "tags",
+        "profile",
+        "photo",
+        "birth",
+        "wake",
+        "score",
     ]
     assert [c.ordinal for c in customers.columns] == list(range(1, 14))
     by_name = columns_of(customers)
@@ -160,11 +171,17 @@ def test_schema_filters_use_glob_patterns(runtime, source_db):
     connection_id = _register(runtime, source_db, exclude_schemas=["scratch_*"])
     sync(runtime, connection_id)
     assert {schema for schema, _ in tables_by_name(runtime, connection_id)} == {
-        "sales", "Ops Data",
+        "sales",
+        "Ops Data",
     }
     other = register(
-        runtime, name="only ops", kind="postgresql", host=PG_HOST, database=source_db,
-        username=PG_USER, options={"include_schemas": ["Ops*"]},
+        runtime,
+        name="only ops",
+        kind="postgresql",
+        host=PG_HOST,
+        database=source_db,
+        username=PG_USER,
+        options={"include_schemas": ["Ops*"]},
     )
     sync(runtime, other)
     assert {schema for schema, _ in tables_by_name(runtime, other)} == {"Ops Data"}
@@ -200,7 +217,10 @@ def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
         "columns_removed": 1 + 2 + 1,  # photo, the view's two columns, scratch.x
     }
     after = tables_by_name(runtime, connection_id)
-    customers_before, customers_after = before[("sales", "customers")], after[("sales", "customers")]
+    customers_before, customers_after = (
+        before[("sales", "customers")],
+        after[("sales", "customers")],
+    )
     assert customers_after.id == customers_before.id
     old_cols, new_cols = columns_of(customers_before), columns_of(customers_after)
     for name in ("id", "Full Name", "email", "order", "tags"):
@@ -220,7 +240,8 @@ def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
     assert after[("scratch_tmp", "scratch")].removed
     new_orders = columns_of(after[("sales", "New Orders")])
     assert (new_orders["customer_id"].foreign_key.table, new_orders["id"].primary_key) == (
-        "customers", True,
+        "customers",
+        True,
     )
 
     # Nothing changed since: nothing to report, nothing rewritten.
@@ -234,4 +255,3 @@ def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
     assert restored.id == view.id and not restored.removed
     restored_cols = columns_of(restored)
     assert not restored_cols["id"].removed and restored_cols["Full Name"].removed
-

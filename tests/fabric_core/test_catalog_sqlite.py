@@ -70,8 +70,11 @@ def test_harvest_and_resync(runtime, source_file):
     # REFERENCES "Customers" without a column means its primary key.
     assert lines["customer"].foreign_key.column == "id"
     events = columns_of(tables[("main", "events")])
-    assert [(events[c].foreign_key.table, events[c].foreign_key.column) for c in ("customer", "line")] == [
-        ("lines", "customer"), ("lines", "line"),
+    assert [
+        (events[c].foreign_key.table, events[c].foreign_key.column) for c in ("customer", "line")
+    ] == [
+        ("lines", "customer"),
+        ("lines", "line"),
     ]
     assert tables[("main", "big_customers")].kind == "view"
 

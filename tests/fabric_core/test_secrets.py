@@ -13,8 +13,13 @@ from sqlalchemy import select
 
 def test_password_is_stored_encrypted(runtime):
     connection_id = register(
-        runtime, name="pg", kind="postgresql", host="127.0.0.1", database="x",
-        username="u", password="s3cret-pw",
+        runtime,
+        name="pg",
+        kind="postgresql",
+        host="127.0.0.1",
+        database="x",
+        username="u",
+        password="s3cret-pw",
     )
     with runtime.engine.connect() as connection:
         raw = connection.execute(

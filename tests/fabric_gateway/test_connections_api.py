@@ -33,7 +33,10 @@ def test_root_health_docs_and_metrics(api):
     health = api.get("/health")
     assert health.status_code == 200
     assert health.json() == {
-        "status": "ok", "service": "gateway", "database": "ok", "storage": "ok",
+        "status": "ok",
+        "service": "gateway",
+        "database": "ok",
+        "storage": "ok",
     }
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
@@ -143,8 +146,14 @@ def test_test_endpoint_tells_reachable_from_authenticated(api, pg_admin, mysql_a
 
     denied = api.post(
         "/api/data-connections",
-        json=_pg_body(name="denied", kind="mysql", host=MYSQL_HOST, port=3306,
-                      username="fabric_nobody", password="my-Secret-77"),
+        json=_pg_body(
+            name="denied",
+            kind="mysql",
+            host=MYSQL_HOST,
+            port=3306,
+            username="fabric_nobody",
+            password="my-Secret-77",
+        ),
     ).json()
     result = api.post(f"/api/data-connections/{denied['id']}/test").json()
     assert (result["ok"], result["reachable"], result["authenticated"]) == (False, True, False)

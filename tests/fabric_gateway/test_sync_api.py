@@ -36,8 +36,15 @@ def source_db(pg_database):
 
 
 def _register(api, database, name="crm", **overrides):
-    body = {"name": name, "kind": "postgresql", "host": PG_HOST, "database": database,
-            "username": PG_USER, "options": {"include_schemas": ["crm"]}, **overrides}
+    body = {
+        "name": name,
+        "kind": "postgresql",
+        "host": PG_HOST,
+        "database": database,
+        "username": PG_USER,
+        "options": {"include_schemas": ["crm"]},
+        **overrides,
+    }
     response = api.post("/api/data-connections", json=body)
     assert response.status_code == 201, response.text
     return response.json()
@@ -49,7 +56,12 @@ def test_sync_answers_the_seed_contract_and_builds_the_catalog(api, source_db):
     assert response.status_code == 202
     answer = response.json()
     assert set(answer) == {
-        "message", "dag_run_id", "dag_id", "airflow_url", "connection_id", "status",
+        "message",
+        "dag_run_id",
+        "dag_id",
+        "airflow_url",
+        "connection_id",
+        "status",
     }
     assert answer["message"] == (
         "Metadata synchronization for connection 'MyConnection' has been queued"
@@ -79,19 +91,34 @@ def test_sync_answers_the_seed_contract_and_builds_the_catalog(api, source_db):
     customer_id = orders["columns"][1]
     assert customer_id["foreign_key"] == {"schema": "crm", "table": "Customers", "column": "id"}
     assert set(customer_id) >= {
-        "id", "name", "ordinal", "native_type", "logical_type", "nullable", "default",
-        "primary_key", "foreign_key", "comment", "removed",
+        "id",
+        "name",
+        "ordinal",
+        "native_type",
+        "logical_type",
+        "nullable",
+        "default",
+        "primary_key",
+        "foreign_key",
+        "comment",
+        "removed",
     }
     assert orders["columns"][2]["logical_type"] == "decimal"
     assert api.get(f"/api/data-connections/{connection['id']}").json()["last_synced_at"]
 
-    pg_execute(source_db, "ALTER TABLE crm.orders DROP COLUMN total; DROP TABLE crm.\"Customers\" CASCADE")
+    pg_execute(
+        source_db, 'ALTER TABLE crm.orders DROP COLUMN total; DROP TABLE crm."Customers" CASCADE'
+    )
     second = api.post(f"/api/data-connections/{connection['id']}/sync").json()
     assert second["dag_run_id"] != answer["dag_run_id"]
     job = wait_for_job(api, second["dag_run_id"])
     assert job["status"] == "success"
-    assert {k: job["stats"][k] for k in ("tables_removed", "columns_removed", "columns_changed")} == {
-        "tables_removed": 1, "columns_removed": 1 + 3, "columns_changed": 1,  # FK dropped
+    assert {
+        k: job["stats"][k] for k in ("tables_removed", "columns_removed", "columns_changed")
+    } == {
+        "tables_removed": 1,
+        "columns_removed": 1 + 3,
+        "columns_changed": 1,  # FK dropped
     }
     live = api.get(
         f"/api/data-connections/{connection['id']}/tables", params={"include_removed": False}
@@ -99,18 +126,25 @@ def test_sync_answers_the_seed_contract_and_builds_the_catalog(api, source_db):
     assert [t["name"] for t in live] == ["orders"]
     orders_after = api.get(f"/api/tables/{tables[1]['id']}").json()
     assert [(c["name"], c["removed"]) for c in orders_after["columns"]] == [
-        ("id", False), ("customer_id", False), ("total", True),
+        ("id", False),
+        ("customer_id", False),
+        ("total", True),
     ]
     assert orders_after["columns"][1]["foreign_key"] is None
-    assert [j["id"] for j in api.get("/api/jobs", params={"connection_id": connection["id"]}).json()] == [
-        second["dag_run_id"], answer["dag_run_id"],
+    assert [
+        j["id"] for j in api.get("/api/jobs", params={"connection_id": connection["id"]}).json()
+    ] == [
+        second["dag_run_id"],
+        answer["dag_run_id"],
     ]
 
 
 def test_syncs_in_the_same_second_get_distinct_ids(api, source_db):
     connection = _register(api, source_db)
-    ids = [api.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
-           for _ in range(3)]
+    ids = [
+        api.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
+        for _ in range(3)
+    ]
     assert len(set(ids)) == 3
     jobs = [wait_for_job(api, job_id) for job_id in ids]
     assert [job["status"] for job in jobs] == ["success"] * 3
@@ -118,9 +152,7 @@ def test_syncs_in_the_same_second_get_distinct_ids(api, source_db):
 
 
 def test_unreachable_source_fails_the_job_with_a_clear_message(api):
-    connection = _register(
-        api, "nowhere", port=free_port(), password="Very-Secret-pw", name="down"
-    )
+    connection = _register(api, "nowhere", port=free_port(), password="Very-Secret-pw", name="down")
     answer = api.post(f"/api/data-connections/{connection['id']}/sync")
     assert answer.status_code == 202
     job = wait_for_job(api, answer.json()["dag_run_id"])
@@ -134,7 +166,9 @@ def test_missing_sqlite_file_fails_the_job(api, tmp_path):
         "/api/data-connections",
         json={"name": "f", "kind": "sqlite", "database": str(tmp_path / "missing.db")},
     ).json()
-    job = wait_for_job(api, api.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"])
+    job = wait_for_job(
+        api, api.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
+    )
     assert job["status"] == "failed" and "missing.db" in job["error"]
 
 

@@ -65,7 +65,7 @@ def test_a_job_submitted_twice_runs_once(service, queued_job):
 
 
 def test_bad_requests(service, queued_job):
-    job_id, connection_id = queued_job
+    job_id, _connection_id = queued_job
     unknown = service.post("/process-sync", json={"job_id": "sync_1_1", "connection_id": 1})
     assert unknown.status_code == 404 and "sync_1_1" in unknown.json()["detail"]
     wrong = service.post("/process-sync", json={"job_id": job_id, "connection_id": 999})

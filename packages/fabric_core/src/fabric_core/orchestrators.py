@@ -4,14 +4,15 @@ the gateway process, sized like Airflow's pools, running the same task code as t
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from urllib.parse import quote
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.clients import SyncServiceClient, run_sync_task
-from fabric_core.errors import FabricError
-from fabric_core.jobs import SYNC_DAG_ID, finish_job
+from fabric_core.errors import FabricError, ServiceUnavailableError
+from fabric_core.jobs import finish_job
+from fabric_core.pools import JobPool
 from fabric_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,13 @@ class LocalOrchestrator:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
         self.settings = settings
         self.session_factory = session_factory
-        self._sync_pool = ThreadPoolExecutor(
-            max_workers=settings.sync_pool_slots, thread_name_prefix="sync_pool"
-        )
+        self._sync_pool = JobPool("sync_pool", settings.sync_pool_slots, session_factory)
 
     def run_url(self, dag_id: str, run_id: str) -> str:
         return airflow_run_url(self.settings, dag_id, run_id)
 
     def submit_sync(self, job_id: str, connection_id: int) -> Future[None]:
-        return self._sync_pool.submit(self._run_sync, job_id, connection_id)
+        return self._sync_pool.submit(job_id, self._run_sync, job_id, connection_id)
 
     def _run_sync(self, job_id: str, connection_id: int) -> None:
         with SyncServiceClient(self.settings.resolved_sync_url) as client:
@@ -50,20 +49,22 @@ class LocalOrchestrator:
                     connection_id,
                     poll_interval=self.settings.job_poll_interval,
                 )
+            except ServiceUnavailableError as exc:
+                if self._sync_pool.stopping.is_set():
+                    return  # stopping together with the services, which may still finish it
+                self._fail(job_id, exc.message)
             except FabricError as exc:
-                # The service records its own failures; this catches the ones it never saw.
-                if finish_job(self.session_factory, job_id, status="failed", error=exc.message):
-                    log.warning("sync job %s failed before the service ran it: %s", job_id, exc)
+                self._fail(job_id, exc.message)
             except Exception as exc:
-                finish_job(
-                    self.session_factory,
-                    job_id,
-                    status="failed",
-                    error=f"Unexpected error while running the task: {type(exc).__name__}: {exc}",
-                )
+                self._fail(job_id, f"Unexpected error in the task: {type(exc).__name__}: {exc}")
 
-    def shutdown(self, wait: bool = True) -> None:
-        self._sync_pool.shutdown(wait=wait, cancel_futures=not wait)
+    def _fail(self, job_id: str, message: str) -> None:
+        # The service records its own failures; this records the ones it never saw.
+        if finish_job(self.session_factory, job_id, status="failed", error=message):
+            log.warning("sync job %s failed outside the sync service: %s", job_id, message)
+
+    def shutdown(self) -> None:
+        self._sync_pool.shutdown("The gateway stopped before this job started; sync again.")
 
 
 def create_orchestrator(
@@ -72,6 +73,3 @@ def create_orchestrator(
     if settings.orchestrator == "local":
         return LocalOrchestrator(settings, session_factory)
     raise FabricError(f"Unknown orchestrator {settings.orchestrator!r}.")
-
-
-__all__ = ["SYNC_DAG_ID", "LocalOrchestrator", "airflow_run_url", "create_orchestrator"]

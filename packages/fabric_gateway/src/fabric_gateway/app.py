@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.orchestrator.shutdown(wait=True)
+            app.state.orchestrator.shutdown()
             runtime.close()
 
     app = FastAPI(

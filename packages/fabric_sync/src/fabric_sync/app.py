@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fabric_core.jobs import get_job
+from fabric_core.pools import JobPool
 from fabric_core.runtime import Runtime, create_runtime
 from fabric_core.schemas import JobAccepted, JobPublic, SyncJobRequest
 from fabric_core.settings import Settings, get_settings
@@ -44,13 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = create_runtime(settings or get_settings())
         app.state.runtime = runtime
-        app.state.workers = ThreadPoolExecutor(
-            max_workers=runtime.settings.sync_workers, thread_name_prefix="sync_worker"
+        app.state.workers = JobPool(
+            "sync_worker", runtime.settings.sync_workers, runtime.session_factory
         )
         try:
             yield
         finally:
-            app.state.workers.shutdown(wait=True, cancel_futures=True)
+            app.state.workers.shutdown("The sync service stopped before this job started.")
             runtime.close()
 
     app = FastAPI(
@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job = check_sync_request(session, body.job_id, body.connection_id)
         accepted = job.status == "queued"
         if accepted:
-            request.app.state.workers.submit(run, runtime, body.job_id, body.connection_id)
+            request.app.state.workers.submit(
+                body.job_id, run, runtime, body.job_id, body.connection_id
+            )
         return JobAccepted(job_id=job.id, status=job.status, accepted=accepted)
 
     @app.get("/status/{job_id}", response_model=JobPublic, tags=["jobs"])
