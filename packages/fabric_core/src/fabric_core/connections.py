@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fabric_core.connectors import get_connector
-from fabric_core.connectors.base import ConnectionSpec, ConnectionTestResult, check_connection
+from fabric_core.connectors.base import ConnectionCheck, ConnectionSpec, check_connection
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.jobs import active_job_count
@@ -129,6 +129,6 @@ def connection_spec(connection: Connection, box: SecretBox) -> ConnectionSpec:
 
 def check_connection_by_id(
     session: Session, connection_id: int, box: SecretBox, timeout: float
-) -> ConnectionTestResult:
+) -> ConnectionCheck:
     connection = get_connection(session, connection_id)
     return check_connection(connection_spec(connection, box), timeout)

@@ -76,7 +76,7 @@ class ConnectionPublic(ConnectionBase):
     last_synced_at: datetime | None
 
 
-class ConnectionTestPublic(BaseModel):
+class ConnectionCheck(BaseModel):
     ok: bool
     reachable: bool
     authenticated: bool

@@ -166,20 +166,8 @@ def _persist(
             for table in stored_tables.values()
             if table.removed_at is None and table.id not in seen_tables
         ]
-        if gone:
-            stats.tables_removed += len(gone)
-            for part in _chunks(gone, 500):
-                session.execute(
-                    update(CatalogTable)
-                    .where(CatalogTable.id.in_(part))
-                    .values(removed_at=now, updated_at=now)
-                )
-                result = session.execute(
-                    update(CatalogColumn)
-                    .where(CatalogColumn.table_id.in_(part), CatalogColumn.removed_at.is_(None))
-                    .values(removed_at=now, updated_at=now)
-                )
-                stats.columns_removed += result.rowcount
+        stats.tables_removed += _mark_removed(session, CatalogTable.id, gone, now)
+        stats.columns_removed += _mark_removed(session, CatalogColumn.table_id, gone, now)
         session.execute(
             update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
         )
@@ -187,9 +175,18 @@ def _persist(
             on_progress(session, 1.0)
 
 
-def _chunks(items: Sequence[int], size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _mark_removed(session: Session, key, ids: Sequence[int], now: datetime) -> int:
+    """Set ``removed_at`` on the live rows whose ``key`` column is in ``ids``; returns how many."""
+    marked = 0
+    model = key.class_
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        result = session.execute(
+            update(model)
+            .where(key.in_(ids[start : start + 500]), model.removed_at.is_(None))
+            .values(removed_at=now, updated_at=now)
+        )
+        marked += result.rowcount
+    return marked
 
 
 def _sync_schemas(
@@ -378,11 +375,4 @@ def _sync_columns(
         session.execute(insert(CatalogColumn), inserts)
     if updates:
         session.execute(update(CatalogColumn), updates)
-    if removed:
-        stats.columns_removed += len(removed)
-        for part in _chunks(removed, 500):
-            session.execute(
-                update(CatalogColumn)
-                .where(CatalogColumn.id.in_(part))
-                .values(removed_at=now, updated_at=now)
-            )
+    stats.columns_removed += _mark_removed(session, CatalogColumn.id, removed, now)

@@ -16,6 +16,7 @@ from fabric_core.catalog.harvest import SchemaFilter
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import redact
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+from fabric_core.schemas import ConnectionCheck
 
 
 @dataclass(frozen=True)
@@ -90,31 +91,21 @@ def open_source(spec: ConnectionSpec, timeout: float) -> Iterator[Connection]:
         engine.dispose()
 
 
-@dataclass(frozen=True)
-class ConnectionTestResult:
-    ok: bool
-    reachable: bool
-    authenticated: bool
-    message: str
-    latency_ms: float
-    server_version: str | None = None
-
-
-def check_connection(spec: ConnectionSpec, timeout: float) -> ConnectionTestResult:
+def check_connection(spec: ConnectionSpec, timeout: float) -> ConnectionCheck:
     """Connect once and say whether the source answered and accepted the credentials."""
     started = time.perf_counter()
     try:
         with open_source(spec, timeout) as connection:
             version = get_connector(spec.kind).server_version(connection)
     except SourceError as exc:
-        return ConnectionTestResult(
+        return ConnectionCheck(
             ok=False,
             reachable=not isinstance(exc, SourceUnreachableError),
             authenticated=False,
             message=exc.message,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-    return ConnectionTestResult(
+    return ConnectionCheck(
         ok=True,
         reachable=True,
         authenticated=True,

@@ -6,9 +6,9 @@ from fabric_core import connections
 from fabric_core.catalog.browse import list_tables
 from fabric_core.jobs import SYNC_DAG_ID
 from fabric_core.schemas import (
+    ConnectionCheck,
     ConnectionCreate,
     ConnectionPublic,
-    ConnectionTestPublic,
     ConnectionUpdate,
     SyncQueued,
     TablePublic,
@@ -58,15 +58,15 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{connection_id}/test", response_model=ConnectionTestPublic)
+@router.post("/{connection_id}/test", response_model=ConnectionCheck)
 def test_connection(
     connection_id: int, session: SessionDep, runtime: RuntimeDep
-) -> ConnectionTestPublic:
+) -> ConnectionCheck:
     """Try to connect: says whether the source is reachable and accepts the credentials."""
     result = connections.check_connection_by_id(
         session, connection_id, runtime.box, runtime.settings.source_connect_timeout
     )
-    return ConnectionTestPublic(**result.__dict__)
+    return result
 
 
 @router.post("/{connection_id}/sync", status_code=202, response_model=SyncQueued)
