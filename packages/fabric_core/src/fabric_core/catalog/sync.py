@@ -372,7 +372,9 @@ def _sync_columns(
             if name not in names and stored.removed_at is None
         )
     if inserts:
-        session.execute(insert(CatalogColumn), inserts)
+        # Core executemany with every key in every row: one batched statement, not one INSERT
+        # per distinct set of non-null fields (what the ORM's bulk insert would emit).
+        session.execute(insert(CatalogColumn.__table__), inserts)
     if updates:
         session.execute(update(CatalogColumn), updates)
     stats.columns_removed += _mark_removed(session, CatalogColumn.id, removed, now)
