@@ -146,3 +146,76 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UnifiedColumn(Base):
+    __tablename__ = "unified_columns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    logical_type: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ColumnMapping(Base):
+    """A source column that means a unified column (at most one per source column)."""
+
+    __tablename__ = "column_mappings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    column_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog_columns.id", ondelete="CASCADE"), unique=True
+    )
+    unified_column_id: Mapped[int] = mapped_column(
+        ForeignKey("unified_columns.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ValueMapping(Base):
+    """A code inside a source column and what it means (values compared as text)."""
+
+    __tablename__ = "value_mappings"
+    __table_args__ = (UniqueConstraint("column_id", "source_value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    column_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog_columns.id", ondelete="CASCADE"), index=True
+    )
+    source_value: Mapped[str] = mapped_column(String(1024))
+    target_value: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    storage_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    current_version: Mapped[int | None]
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    storage_type: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(255))
+    location: Mapped[str | None] = mapped_column(Text)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    columns: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]

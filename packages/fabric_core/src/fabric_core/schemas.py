@@ -169,3 +169,134 @@ class SyncQueued(BaseModel):
     airflow_url: str
     connection_id: int
     status: JobStatus
+
+
+# --- Mappings -------------------------------------------------------------------------------
+
+LogicalTypeName = Literal[
+    "string",
+    "integer",
+    "float",
+    "decimal",
+    "boolean",
+    "date",
+    "datetime",
+    "time",
+    "binary",
+    "json",
+    "array",
+    "other",
+]
+SAFE_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ScalarValue = str | int | float | bool
+
+
+def value_as_text(value: ScalarValue | None) -> str | None:
+    """The text form values are compared in: ``1`` matches ``"1"``, ``True`` is ``"true"``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class UnifiedColumnCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=SAFE_IDENTIFIER,
+        description="A safe identifier: letters, digits and _, not starting with a digit.",
+    )
+    logical_type: LogicalTypeName
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class UnifiedColumnUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=63, pattern=SAFE_IDENTIFIER)
+    logical_type: LogicalTypeName | None = None
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class UnifiedColumnPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    logical_type: str
+    description: str | None
+    mapped_columns: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourceColumnRef(BaseModel):
+    """Where a mapped source column lives."""
+
+    connection_id: int
+    table_id: int
+    schema_: str = Field(alias="schema", serialization_alias="schema")
+    table: str
+    column: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ColumnMappingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column_id: int
+    unified_column_id: int
+
+
+class ColumnMappingPublic(BaseModel):
+    id: int
+    column_id: int
+    unified_column_id: int
+    unified_column: str
+    source: SourceColumnRef
+    stale: bool = Field(description="The source column (or its table) was removed by a sync.")
+    created_at: datetime
+
+
+class ValuePair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source_value: ScalarValue
+    target_value: ScalarValue | None
+
+
+class ValueMappingCreate(BaseModel):
+    """One value (``source_value``/``target_value``) or many (``mappings``) of one column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column_id: int
+    source_value: ScalarValue | None = None
+    target_value: ScalarValue | None = None
+    mappings: list[ValuePair] | None = Field(default=None, max_length=100_000)
+
+    def pairs(self) -> list[tuple[str, str | None]]:
+        if self.mappings is not None:
+            if self.source_value is not None or self.target_value is not None:
+                raise ValueError("send either source_value/target_value or mappings, not both")
+            return [
+                (value_as_text(p.source_value), value_as_text(p.target_value))
+                for p in self.mappings
+            ]
+        if self.source_value is None:
+            raise ValueError("source_value is required (or mappings for many values)")
+        return [(value_as_text(self.source_value), value_as_text(self.target_value))]
+
+
+class ValueMappingPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    column_id: int
+    source_value: str
+    target_value: str | None
+    created_at: datetime
