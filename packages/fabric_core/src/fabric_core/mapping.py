@@ -179,17 +179,7 @@ def create_value_mappings(session: Session, data: ValueMappingCreate) -> list[Va
     if len(set(sources)) != len(sources):
         duplicates = sorted({s for s in sources if sources.count(s) > 1})[:5]
         raise InvalidInputError(f"source values repeated in the request: {duplicates}")
-    existing = (
-        set(
-            session.scalars(
-                select(ValueMapping.source_value).where(
-                    ValueMapping.column_id == data.column_id, ValueMapping.source_value.in_(sources)
-                )
-            )
-        )
-        if len(sources) <= 1000
-        else _existing_sources(session, data.column_id, set(sources))
-    )
+    existing = _existing_sources(session, data.column_id, sources)
     if existing:
         raise ConflictError(
             f"Column {data.column_id} already maps source values {sorted(existing)[:5]}."
@@ -203,11 +193,18 @@ def create_value_mappings(session: Session, data: ValueMappingCreate) -> list[Va
     return mappings
 
 
-def _existing_sources(session: Session, column_id: int, sources: set[str]) -> set[str]:
-    stored = session.scalars(
-        select(ValueMapping.source_value).where(ValueMapping.column_id == column_id)
-    )
-    return sources.intersection(stored)
+def _existing_sources(session: Session, column_id: int, sources: list[str]) -> set[str]:
+    existing: set[str] = set()
+    for start in range(0, len(sources), 500):  # bounded IN lists
+        existing.update(
+            session.scalars(
+                select(ValueMapping.source_value).where(
+                    ValueMapping.column_id == column_id,
+                    ValueMapping.source_value.in_(sources[start : start + 500]),
+                )
+            )
+        )
+    return existing
 
 
 def list_value_mappings(session: Session, *, column_id: int | None = None) -> list[ValueMapping]:
