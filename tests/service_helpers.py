@@ -9,22 +9,35 @@ from contextlib import contextmanager
 from fabric_core.schemas import TERMINAL_STATUSES
 from fabric_core.serving import free_port, serve_in_thread
 from fabric_core.settings import Settings
+from fabric_dataset.app import create_app as create_dataset
 from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
 from fastapi.testclient import TestClient
 
 
 @contextmanager
-def running_stack(settings: Settings, *, with_sync: bool = True) -> Iterator[TestClient]:
-    sync_port = free_port()
-    settings = settings.model_copy(update={"sync_url": f"http://127.0.0.1:{sync_port}"})
-    sync_server = serve_in_thread(create_sync(settings), port=sync_port) if with_sync else None
+def running_stack(
+    settings: Settings, *, with_sync: bool = True, with_dataset: bool = True
+) -> Iterator[TestClient]:
+    """The gateway (TestClient) with the sync and dataset services running over HTTP."""
+    sync_port, dataset_port = free_port(), free_port()
+    settings = settings.model_copy(
+        update={
+            "sync_url": f"http://127.0.0.1:{sync_port}",
+            "dataset_url": f"http://127.0.0.1:{dataset_port}",
+        }
+    )
+    servers = []
     try:
+        if with_sync:
+            servers.append(serve_in_thread(create_sync(settings), port=sync_port))
+        if with_dataset:
+            servers.append(serve_in_thread(create_dataset(settings), port=dataset_port))
         with TestClient(create_gateway(settings)) as client:
             yield client
     finally:
-        if sync_server:
-            sync_server.stop()
+        for server in servers:
+            server.stop()
 
 
 def wait_for_job(client: TestClient, job_id: str, timeout: float = 30) -> dict:

@@ -41,9 +41,12 @@ def test_unified_columns_crud(api):
     assert created.status_code == 201
     unified = created.json()
     assert (unified["name"], unified["mapped_columns"]) == ("customer_email", 0)
-    assert api.post(
-        "/api/unified-columns", json={"name": "customer_email", "logical_type": "string"}
-    ).status_code == 409
+    assert (
+        api.post(
+            "/api/unified-columns", json={"name": "customer_email", "logical_type": "string"}
+        ).status_code
+        == 409
+    )
     renamed = api.patch(f"/api/unified-columns/{unified['id']}", json={"name": "email"})
     assert renamed.json()["name"] == "email"
     assert [u["name"] for u in api.get("/api/unified-columns").json()] == ["email"]
@@ -75,8 +78,11 @@ def test_column_mapping_lifecycle_and_staleness(api, source):
     assert created.status_code == 201, created.text
     mapping = created.json()
     assert mapping["source"] == {
-        "connection_id": connection_id, "table_id": mapping["source"]["table_id"],
-        "schema": "main", "table": "customers", "column": "mail",
+        "connection_id": connection_id,
+        "table_id": mapping["source"]["table_id"],
+        "schema": "main",
+        "table": "customers",
+        "column": "mail",
     }
     assert mapping["unified_column"] == "email" and mapping["stale"] is False
     assert api.get(f"/api/unified-columns/{unified_id}").json()["mapped_columns"] == 1
@@ -87,12 +93,18 @@ def test_column_mapping_lifecycle_and_staleness(api, source):
         json={"column_id": columns["mail"], "unified_column_id": other.json()["id"]},
     )
     assert twice.status_code == 409
-    assert api.post(
-        "/api/column-mappings", json={"column_id": 999999, "unified_column_id": unified_id}
-    ).status_code == 422
-    assert api.post(
-        "/api/column-mappings", json={"column_id": columns["id"], "unified_column_id": 999999}
-    ).status_code == 422
+    assert (
+        api.post(
+            "/api/column-mappings", json={"column_id": 999999, "unified_column_id": unified_id}
+        ).status_code
+        == 422
+    )
+    assert (
+        api.post(
+            "/api/column-mappings", json={"column_id": columns["id"], "unified_column_id": 999999}
+        ).status_code
+        == 422
+    )
 
     # The source drops the column: the mapping stays, flagged stale.
     with sqlite3.connect(path) as connection:
@@ -124,35 +136,53 @@ def test_value_mappings_single_and_bulk(api, source):
 
     bulk = api.post(
         "/api/value-mappings",
-        json={"column_id": gender, "mappings": [
-            {"source_value": 2, "target_value": "F"},
-            {"source_value": 9, "target_value": None},
-        ]},
+        json={
+            "column_id": gender,
+            "mappings": [
+                {"source_value": 2, "target_value": "F"},
+                {"source_value": 9, "target_value": None},
+            ],
+        },
     )
     assert bulk.status_code == 201
-    assert [(m["source_value"], m["target_value"]) for m in bulk.json()] == [("2", "F"), ("9", None)]
+    assert [(m["source_value"], m["target_value"]) for m in bulk.json()] == [
+        ("2", "F"),
+        ("9", None),
+    ]
 
     # All or nothing: one clash refuses the whole bulk request.
     clash = api.post(
         "/api/value-mappings",
-        json={"column_id": gender, "mappings": [
-            {"source_value": 3, "target_value": "D"}, {"source_value": 2, "target_value": "F"},
-        ]},
+        json={
+            "column_id": gender,
+            "mappings": [
+                {"source_value": 3, "target_value": "D"},
+                {"source_value": 2, "target_value": "F"},
+            ],
+        },
     )
     assert clash.status_code == 409
     repeated = api.post(
         "/api/value-mappings",
-        json={"column_id": gender, "mappings": [
-            {"source_value": 4, "target_value": "a"}, {"source_value": "4", "target_value": "b"},
-        ]},
+        json={
+            "column_id": gender,
+            "mappings": [
+                {"source_value": 4, "target_value": "a"},
+                {"source_value": "4", "target_value": "b"},
+            ],
+        },
     )
     assert repeated.status_code == 422
     listed = api.get("/api/value-mappings", params={"column_id": gender}).json()
     assert sorted(m["source_value"] for m in listed) == ["1", "2", "9"]
 
     assert api.post("/api/value-mappings", json={"column_id": gender}).status_code == 422
-    assert api.post(
-        "/api/value-mappings", json={"column_id": 999999, "source_value": "a", "target_value": "b"}
-    ).status_code == 422
+    assert (
+        api.post(
+            "/api/value-mappings",
+            json={"column_id": 999999, "source_value": "a", "target_value": "b"},
+        ).status_code
+        == 422
+    )
     assert api.delete(f"/api/value-mappings/{single.json()['id']}").status_code == 204
     assert len(api.get("/api/value-mappings").json()) == 2

@@ -98,6 +98,33 @@ class SyncServiceClient(ServiceClient):
         )
 
 
+class DatasetServiceClient(ServiceClient):
+    def submit_dataset(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/process-dataset-creation", json={**request, "job_id": job_id})
+
+    def preview(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/preview-dataset-creation", json=request)
+
+
+def run_dataset_task(
+    client: DatasetServiceClient,
+    job_id: str,
+    request: dict[str, Any],
+    *,
+    poll_interval: float = 0.5,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Submit a dataset job to the dataset service and wait for its end (see run_sync_task)."""
+    client.submit_dataset(job_id, request)
+    return _ended_well(client.wait_for_job(job_id, poll_interval=poll_interval, timeout=timeout))
+
+
+def _ended_well(status: dict[str, Any]) -> dict[str, Any]:
+    if status["status"] != "success":
+        raise JobFailedError(f"Job {status['id']} {status['status']}: {status.get('error')}")
+    return status
+
+
 def run_sync_task(
     client: SyncServiceClient,
     job_id: str,
@@ -113,7 +140,4 @@ def run_sync_task(
         ServiceUnavailableError: the service did not answer (retryable).
     """
     client.submit_sync(job_id, connection_id)
-    status = client.wait_for_job(job_id, poll_interval=poll_interval, timeout=timeout)
-    if status["status"] != "success":
-        raise JobFailedError(f"Job {job_id} {status['status']}: {status.get('error')}")
-    return status
+    return _ended_well(client.wait_for_job(job_id, poll_interval=poll_interval, timeout=timeout))

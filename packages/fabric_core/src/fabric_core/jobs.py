@@ -23,6 +23,7 @@ def create_job(
     kind: str,
     id_prefix: str,
     connection_id: int | None = None,
+    dataset_name: str | None = None,
     params: dict[str, Any] | None = None,
     orchestrator: str | None = None,
 ) -> Job:
@@ -47,6 +48,7 @@ def create_job(
                         stats={},
                         params=params or {},
                         connection_id=connection_id,
+                        dataset_name=dataset_name,
                         orchestrator=orchestrator,
                         attempts=0,
                         created_at=now,

@@ -139,6 +139,7 @@ class Job(Base):
     connection_id: Mapped[int | None] = mapped_column(
         ForeignKey("connections.id", ondelete="SET NULL"), index=True
     )
+    dataset_name: Mapped[str | None] = mapped_column(String(128), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     orchestrator: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

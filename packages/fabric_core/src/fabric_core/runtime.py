@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.crypto import SecretBox
+from fabric_core.datasets.storage import Storage
 from fabric_core.db import create_metadata_engine, create_session_factory
 from fabric_core.migrate import upgrade_database
 from fabric_core.settings import Settings
@@ -23,6 +24,7 @@ class Runtime:
     engine: Engine
     session_factory: sessionmaker[Session]
     box: SecretBox
+    storage: Storage
 
     def close(self) -> None:
         self.engine.dispose()
@@ -32,12 +34,8 @@ class Runtime:
             connection.execute(text("SELECT 1"))
 
     def check_storage(self) -> None:
-        """The local storage folder exists and takes writes."""
-        path = self.settings.storage_path
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".health"
-        probe.write_text("ok")
-        probe.unlink()
+        """The dataset storage (local folder or S3 bucket) takes writes."""
+        self.storage.check()
 
 
 def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime:
@@ -51,4 +49,5 @@ def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtim
         engine=engine,
         session_factory=create_session_factory(engine),
         box=SecretBox(settings.resolved_secret_key()),
+        storage=Storage.from_settings(settings),
     )

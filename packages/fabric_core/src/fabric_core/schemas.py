@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ConnectionKind = Literal["postgresql", "mysql", "sqlite"]
 JobStatus = Literal["queued", "running", "success", "failed", "cancelled"]
@@ -300,3 +300,103 @@ class ValueMappingPublic(BaseModel):
     source_value: str
     target_value: str | None
     created_at: datetime
+
+
+# --- Datasets -------------------------------------------------------------------------------
+
+DATASET_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$"
+PREVIEW_DEFAULT_ROWS = 100
+PREVIEW_MAX_ROWS = 1000
+
+
+class DatasetRequest(BaseModel):
+    """What a unified dataset is made of (the seed's request body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=DATASET_NAME,
+        description="Letters, digits, _ and - (not first); nothing path-like.",
+    )
+    selection_mode: Literal["tables", "columns"]
+    selected_tables: list[int] = Field(default_factory=list, max_length=1000)
+    selected_columns: list[int] = Field(default_factory=list, max_length=10_000)
+    auto_include_mapped_columns: bool = True
+    apply_value_mappings: bool = True
+    storage_type: Literal["copy_to_minio", "virtual"] = "copy_to_minio"
+
+    @model_validator(mode="after")
+    def _selection_matches_mode(self) -> DatasetRequest:
+        if self.selection_mode == "tables" and not self.selected_tables:
+            raise ValueError("selection_mode 'tables' needs selected_tables (catalog table ids)")
+        if self.selection_mode == "columns" and not self.selected_columns:
+            raise ValueError("selection_mode 'columns' needs selected_columns (catalog column ids)")
+        return self
+
+
+class DatasetPreviewRequest(DatasetRequest):
+    name: str = Field(default="preview", pattern=DATASET_NAME)
+    limit: int = Field(
+        default=PREVIEW_DEFAULT_ROWS,
+        ge=1,
+        le=PREVIEW_MAX_ROWS,
+        description=f"Rows to return, at most {PREVIEW_MAX_ROWS}.",
+    )
+
+
+class DatasetJobRequest(DatasetRequest):
+    """Body of the dataset service's ``POST /process-dataset-creation``."""
+
+    job_id: str = Field(min_length=1, max_length=255)
+
+
+class DatasetQueued(BaseModel):
+    """The gateway's answer to ``POST /api/datasets/unified`` (seed contract)."""
+
+    message: str
+    dag_run_id: str
+    dag_id: str
+    airflow_url: str
+    dataset_name: str
+    selection_mode: str
+    status: JobStatus
+    estimated_processing_time: str
+
+
+class DatasetColumn(BaseModel):
+    name: str
+    type: str
+
+
+class DatasetPreview(BaseModel):
+    columns: list[DatasetColumn]
+    rows: list[dict[str, Any]]
+    limit: int
+    row_count: int
+    cast_failures: dict[str, int] = Field(default_factory=dict)
+
+
+class DatasetVersionPublic(BaseModel):
+    version: int
+    status: str
+    storage_type: str
+    job_id: str | None
+    location: str | None
+    row_count: int | None
+    rows_per_source: dict[str, int] = Field(default_factory=dict)
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    status: str
+    storage_type: str
+    current_version: int | None
+    location: str | None
+    row_count: int | None
+    columns: list[DatasetColumn]
+    versions: list[DatasetVersionPublic]
+    definition: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime

@@ -63,6 +63,30 @@ class Settings(BaseSettings):
     source_connect_timeout: float = 5.0
     """Seconds to wait when connecting to a source before calling it unreachable."""
 
+    storage_url: str | None = None
+    """Where datasets are written: a local folder (default ``{home}/storage``) or
+    ``s3://bucket/prefix`` (MinIO, SeaweedFS, AWS S3)."""
+
+    s3_endpoint_url: str | None = None
+    """S3 endpoint, e.g. ``http://127.0.0.1:9000`` for MinIO; unset for AWS."""
+
+    s3_access_key_id: str | None = None
+    """S3 access key; falls back to ``AWS_ACCESS_KEY_ID``."""
+
+    s3_secret_access_key: str | None = None
+    """S3 secret key; falls back to ``AWS_SECRET_ACCESS_KEY``."""
+
+    s3_region: str = "us-east-1"
+
+    dataset_batch_rows: int = 100_000
+    """Rows read from a source per batch while building a dataset (bounds memory)."""
+
+    dataset_part_rows: int = 2_000_000
+    """Rows per Parquet part file."""
+
+    dataset_workers: int = 2
+    """Background workers in one dataset-service process."""
+
     sync_lock_timeout: float = 600.0
     """Seconds a sync job waits for another sync of the same connection to end."""
 
@@ -77,6 +101,9 @@ class Settings(BaseSettings):
 
     @property
     def storage_path(self) -> Path:
+        """The local storage folder (used when ``storage_url`` is not an S3 URL)."""
+        if self.storage_url and not self.storage_url.startswith("s3://"):
+            return Path(self.storage_url.removeprefix("file://"))
         return self.home / "storage"
 
     @property

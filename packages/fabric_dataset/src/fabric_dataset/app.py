@@ -1,44 +1,129 @@
-"""The dataset service. Building and previewing unified datasets is not implemented yet:
-those routes answer 501 so no caller mistakes them for working ones."""
+"""The dataset service: builds unified datasets in a bounded pool and previews them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fabric_core.runtime import create_runtime
+from fabric_core.datasets.jobs import check_dataset_request, run_dataset_job
+from fabric_core.datasets.service import preview_request
+from fabric_core.jobs import get_job
+from fabric_core.pools import JobPool
+from fabric_core.runtime import Runtime, create_runtime
+from fabric_core.schemas import (
+    DatasetJobRequest,
+    DatasetPreview,
+    DatasetPreviewRequest,
+    DatasetRequest,
+    JobAccepted,
+    JobPublic,
+)
 from fabric_core.settings import Settings, get_settings
-from fabric_core.web import AppMetrics, install_common_routes, install_error_handlers
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fabric_core.web import (
+    AppMetrics,
+    RuntimeDep,
+    SessionDep,
+    install_common_routes,
+    install_error_handlers,
+)
+from fastapi import FastAPI, Request
+from prometheus_client import Counter, Gauge, Histogram
 
-NOT_BUILT = "Unified dataset building is not implemented in this version of Fabric."
+
+class DatasetMetrics(AppMetrics):
+    def __init__(self) -> None:
+        super().__init__("dataset")
+        self.jobs = Counter(
+            "fabric_dataset_jobs",
+            "Dataset jobs ended, by outcome.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.running = Gauge(
+            "fabric_dataset_jobs_running", "Dataset jobs running now.", registry=self.registry
+        )
+        self.rows = Counter(
+            "fabric_dataset_rows_written", "Rows written to datasets.", registry=self.registry
+        )
+        self.duration = Histogram(
+            "fabric_dataset_job_duration_seconds",
+            "Time a dataset job ran.",
+            registry=self.registry,
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    metrics = AppMetrics("dataset")
+    metrics = DatasetMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = create_runtime(settings or get_settings())
         app.state.runtime = runtime
+        app.state.workers = JobPool(
+            "dataset_worker", runtime.settings.dataset_workers, runtime.session_factory
+        )
         try:
             yield
         finally:
+            app.state.workers.shutdown("The dataset service stopped before this job started.")
             runtime.close()
 
-    app = FastAPI(title="Fabric dataset service", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Fabric dataset service",
+        summary="Builds unified, versioned Parquet datasets and previews them.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
     install_error_handlers(app)
     install_common_routes(app, metrics, checks_storage=True)
 
-    @app.post("/process-dataset-creation", tags=["jobs"])
-    def process_dataset_creation() -> JSONResponse:
-        """Not implemented yet (501)."""
-        return JSONResponse({"detail": NOT_BUILT}, status_code=501)
+    def run(runtime: Runtime, job_id: str) -> None:
+        started = time.perf_counter()
+        metrics.running.inc()
+        try:
+            ran = run_dataset_job(
+                runtime.session_factory,
+                job_id,
+                box=runtime.box,
+                settings=runtime.settings,
+                storage=runtime.storage,
+            )
+        finally:
+            metrics.running.dec()
+        if ran:
+            metrics.duration.observe(time.perf_counter() - started)
+            with runtime.session_factory() as session:
+                job = get_job(session, job_id)
+                metrics.jobs.labels(job.status).inc()
+                metrics.rows.inc(job.stats.get("rows_written", 0))
 
-    @app.post("/preview-dataset-creation", tags=["jobs"])
-    def preview_dataset_creation() -> JSONResponse:
-        """Not implemented yet (501)."""
-        return JSONResponse({"detail": NOT_BUILT}, status_code=501)
+    @app.post(
+        "/process-dataset-creation", status_code=202, response_model=JobAccepted, tags=["jobs"]
+    )
+    def process_dataset_creation(
+        body: DatasetJobRequest, request: Request, session: SessionDep, runtime: RuntimeDep
+    ) -> JobAccepted:
+        """Accept a queued dataset job and build it in the background (never twice)."""
+        dataset_request = DatasetRequest(**body.model_dump(exclude={"job_id"}))
+        job = check_dataset_request(session, body.job_id, dataset_request)
+        accepted = job.status == "queued"
+        if accepted:
+            request.app.state.workers.submit(body.job_id, run, runtime, body.job_id)
+        return JobAccepted(job_id=job.id, status=job.status, accepted=accepted)
+
+    @app.post("/preview-dataset-creation", response_model=DatasetPreview, tags=["datasets"])
+    def preview_dataset_creation(
+        body: DatasetPreviewRequest, session: SessionDep, runtime: RuntimeDep
+    ) -> DatasetPreview:
+        """The first rows of a dataset request, LIMIT pushed to the sources, nothing written."""
+        return preview_request(
+            session, body, runtime.box, timeout=runtime.settings.source_connect_timeout
+        )
+
+    @app.get("/status/{job_id}", response_model=JobPublic, tags=["jobs"])
+    def job_status(job_id: str, session: SessionDep) -> JobPublic:
+        """A job's status, progress (rows written / rows estimated), stats and error."""
+        return JobPublic.model_validate(get_job(session, job_id))
 
     return app

@@ -11,7 +11,7 @@ from fabric_core.settings import Settings, get_settings
 from fabric_core.web import AppMetrics, install_common_routes, install_error_handlers
 from fastapi import FastAPI
 
-from fabric_gateway.routers import catalog, connections, mappings
+from fabric_gateway.routers import catalog, connections, datasets, mappings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(connections.router)
     app.include_router(catalog.router)
     app.include_router(mappings.router)
+    app.include_router(datasets.router)
 
     @app.get("/", tags=["operations"])
     def root() -> dict[str, str]:

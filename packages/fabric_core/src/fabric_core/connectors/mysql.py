@@ -181,3 +181,10 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
             )
         )
     return HarvestedCatalog(schemas=schemas, tables=list(tables.values()))
+
+
+def read_batches(spec, schema: str, table: str, columns: list[str], **options):
+    """The table's ``columns`` as Arrow record batches (``limit``, ``batch_rows``, ``timeout``)."""
+    from fabric_core.connectors.base import read_batches_with_sqlalchemy
+
+    return read_batches_with_sqlalchemy(spec, schema, table, columns, **options)

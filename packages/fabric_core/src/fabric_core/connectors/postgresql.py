@@ -191,3 +191,10 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     for table in tables.values():
         table.columns.sort(key=lambda column: column.ordinal)
     return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))
+
+
+def read_batches(spec, schema: str, table: str, columns: list[str], **options):
+    """The table's ``columns`` as Arrow record batches (``limit``, ``batch_rows``, ``timeout``)."""
+    from fabric_core.connectors.base import read_batches_with_sqlalchemy
+
+    return read_batches_with_sqlalchemy(spec, schema, table, columns, **options)

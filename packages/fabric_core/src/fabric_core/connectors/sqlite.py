@@ -139,3 +139,10 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
             count_sql = f"SELECT COUNT(*) FROM {_quote(table.name)}"
             table.row_estimate = connection.execute(text(count_sql)).scalar_one()
     return HarvestedCatalog(schemas=[MAIN_SCHEMA], tables=list(tables.values()))
+
+
+def read_batches(spec, schema: str, table: str, columns: list[str], **options):
+    """The table's ``columns`` as Arrow record batches (``limit``, ``batch_rows``, ``timeout``)."""
+    from fabric_core.connectors.base import read_batches_with_sqlalchemy
+
+    return read_batches_with_sqlalchemy(spec, schema, table, columns, **options)

@@ -15,6 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch_op:
+        batch_op.add_column(sa.Column("dataset_name", sa.String(length=128), nullable=True))
+        batch_op.create_index("ix_jobs_dataset_name", ["dataset_name"], unique=False)
 
     op.create_table(
         "datasets",
@@ -93,6 +96,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch_op:
+        batch_op.drop_index("ix_jobs_dataset_name")
+        batch_op.drop_column("dataset_name")
 
     with op.batch_alter_table("value_mappings", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_value_mappings_column_id"))

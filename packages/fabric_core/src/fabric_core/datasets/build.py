@@ -1,0 +1,226 @@
+"""Building a version of a unified dataset: read, transform, write Parquet, then publish.
+
+A version becomes visible only when complete: its ``_manifest.json`` is written last and the
+metadata DB marks it complete in the same step that makes it the dataset's current version. A
+failed build removes what it wrote and its version record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabric_core.datasets.plan import DatasetPlan
+from fabric_core.datasets.reading import read_ahead, read_source
+from fabric_core.datasets.storage import Storage
+from fabric_core.datasets.transform import transform_batch
+from fabric_core.errors import FabricError
+from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
+from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
+
+MANIFEST = "_manifest.json"
+# Parquet readers see polars' string views as large strings; the oldest level is the most portable.
+_ARROW_LEVEL = pl.CompatLevel.oldest()
+
+
+class JobCancelledError(FabricError):
+    """The job was cancelled; the build stopped at a batch boundary."""
+
+
+@dataclass
+class BuildResult:
+    version: int
+    location: str | None
+    rows_written: int = 0
+    rows_per_source: dict[str, int] = field(default_factory=dict)
+    cast_failures: dict[str, int] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "location": self.location,
+            "rows_written": self.rows_written,
+            "rows_per_source": self.rows_per_source,
+            "cast_failures": self.cast_failures,
+            "parts": len(self.parts),
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_written / self.seconds) if self.seconds else None,
+        }
+
+
+def arrow_schema(plan: DatasetPlan) -> pa.Schema:
+    return pl.DataFrame(schema=plan.schema).to_arrow(compat_level=_ARROW_LEVEL).schema
+
+
+def allocate_version(
+    session_factory: sessionmaker[Session], dataset_id: int, job_id: str, storage_type: str
+) -> int:
+    """Reserve the next version number (the unique key settles races between builds)."""
+    for _ in range(20):
+        with session_factory.begin() as session:
+            latest = session.scalar(
+                select(func.max(DatasetVersion.version)).where(
+                    DatasetVersion.dataset_id == dataset_id
+                )
+            )
+            version = (latest or 0) + 1
+            try:
+                with session.begin_nested():
+                    session.add(
+                        DatasetVersion(
+                            dataset_id=dataset_id,
+                            version=version,
+                            status="building",
+                            storage_type=storage_type,
+                            job_id=job_id,
+                        )
+                    )
+            except IntegrityError:
+                continue
+            session.execute(
+                update(Dataset).where(Dataset.id == dataset_id).values(status="building")
+            )
+            return version
+    raise FabricError(f"Could not reserve a version of dataset {dataset_id}.")
+
+
+def clean_abandoned_versions(
+    session_factory: sessionmaker[Session], storage: Storage, dataset: Dataset
+) -> int:
+    """Remove versions left ``building`` by jobs that have ended (a crashed or killed build)."""
+    with session_factory() as session:
+        abandoned = session.scalars(
+            select(DatasetVersion.version)
+            .outerjoin(Job, Job.id == DatasetVersion.job_id)
+            .where(
+                DatasetVersion.dataset_id == dataset.id,
+                DatasetVersion.status == "building",
+                (Job.id.is_(None)) | Job.status.in_(TERMINAL_STATUSES),
+            )
+        ).all()
+    for version in abandoned:
+        storage.remove_tree(storage.version_dir(dataset.name, version))
+        with session_factory.begin() as session:
+            session.execute(
+                delete(DatasetVersion).where(
+                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version
+                )
+            )
+    return len(abandoned)
+
+
+class _PartWriter:
+    """Parquet parts of at most ``part_rows`` rows each, zstd, one row group per batch."""
+
+    def __init__(self, storage: Storage, folder: str, schema: pa.Schema, part_rows: int) -> None:
+        self.storage, self.folder, self.schema, self.part_rows = storage, folder, schema, part_rows
+        self.parts: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._handle = None
+        self._rows_in_part = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None or self._rows_in_part >= self.part_rows:
+            self._roll()
+        assert self._writer is not None
+        self._writer.write_table(table.cast(self.schema), row_group_size=max(table.num_rows, 1))
+        self._rows_in_part += table.num_rows
+
+    def _roll(self) -> None:
+        self.close()
+        path = f"{self.folder}/part-{len(self.parts):05d}.parquet"
+        self._handle = self.storage.open_write(path)
+        self._writer = pq.ParquetWriter(self._handle, self.schema, compression="zstd")
+        self.parts.append(path)
+        self._rows_in_part = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._handle.close()
+            self._writer = self._handle = None
+
+
+def write_version(
+    plan: DatasetPlan,
+    storage: Storage,
+    folder: str,
+    *,
+    batch_rows: int,
+    part_rows: int,
+    timeout: float,
+    on_rows=None,
+    should_stop=None,
+) -> BuildResult:
+    """Stream every source of the plan into Parquet parts under ``folder``."""
+    started = time.perf_counter()
+    result = BuildResult(version=0, location=None)
+    failures: Counter[str] = Counter()
+    writer = _PartWriter(storage, folder, arrow_schema(plan), part_rows)
+    try:
+        for source in plan.sources:
+            rows = 0
+            batches = read_ahead(
+                read_source(source, limit=None, batch_rows=batch_rows, timeout=timeout)
+            )
+            try:
+                for batch in batches:
+                    if should_stop and should_stop():
+                        raise JobCancelledError("The job was cancelled.")
+                    frame = transform_batch(batch, source, plan, failures)
+                    writer.write(frame.to_arrow(compat_level=_ARROW_LEVEL))
+                    rows += frame.height
+                    result.rows_written += frame.height
+                    if on_rows:
+                        on_rows(result.rows_written)
+            finally:
+                batches.close()
+            result.rows_per_source[source.label] = rows
+        if not writer.parts:  # every source was empty: still one (empty) part with the schema
+            writer._roll()
+    finally:
+        writer.close()
+    result.parts = writer.parts
+    result.cast_failures = dict(failures)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def manifest(
+    plan: DatasetPlan, request: DatasetRequest, result: BuildResult, job_id: str, storage: Storage
+) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "version": result.version,
+        "storage_type": request.storage_type,
+        "job_id": job_id,
+        "created_at": utcnow().isoformat(),
+        "schema": plan.columns_public(),
+        "row_count": result.rows_written if request.storage_type == "copy_to_minio" else None,
+        "rows_per_source": result.rows_per_source,
+        "cast_failures": result.cast_failures,
+        "parts": [storage.url(p).rsplit("/", 1)[-1] for p in result.parts],
+        "sources": [
+            {
+                "connection": s.connection_name,
+                "schema": s.schema,
+                "table": s.name,
+                "table_id": s.table_id,
+                "columns": [c.source_name for c in s.columns],
+            }
+            for s in plan.sources
+        ],
+        "mapping_snapshot": plan.mapping_snapshot,
+        "request": request.model_dump(),
+    }

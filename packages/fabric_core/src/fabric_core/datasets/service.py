@@ -1,0 +1,191 @@
+"""Datasets for the API: list, describe, delete, preview and read back."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import itertools
+from collections import Counter
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabric_core.crypto import SecretBox
+from fabric_core.datasets.build import MANIFEST
+from fabric_core.datasets.plan import DatasetPlan, plan_dataset
+from fabric_core.datasets.reading import read_source
+from fabric_core.datasets.storage import Storage
+from fabric_core.datasets.transform import transform_batch
+from fabric_core.errors import ConflictError, NotFoundError
+from fabric_core.models import Dataset, DatasetVersion, Job
+from fabric_core.schemas import (
+    DatasetColumn,
+    DatasetPreview,
+    DatasetPreviewRequest,
+    DatasetPublic,
+    DatasetRequest,
+    DatasetVersionPublic,
+)
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        raise NotFoundError(f"No dataset named {name!r}.")
+    return dataset
+
+
+def _versions(session: Session, dataset: Dataset) -> list[DatasetVersion]:
+    return list(
+        session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset.id, DatasetVersion.status == "complete")
+            .order_by(DatasetVersion.version)
+        )
+    )
+
+
+def dataset_public(session: Session, dataset: Dataset) -> DatasetPublic:
+    versions = _versions(session, dataset)
+    current = next((v for v in versions if v.version == dataset.current_version), None)
+    return DatasetPublic(
+        name=dataset.name,
+        status=dataset.status,
+        storage_type=dataset.storage_type,
+        current_version=dataset.current_version,
+        location=current.location if current else None,
+        row_count=current.row_count if current else None,
+        columns=[
+            DatasetColumn(**c) for c in (current.columns.get("columns", []) if current else [])
+        ],
+        versions=[
+            DatasetVersionPublic(
+                version=v.version,
+                status=v.status,
+                storage_type=v.storage_type,
+                job_id=v.job_id,
+                location=v.location,
+                row_count=v.row_count,
+                rows_per_source=v.manifest.get("rows_per_source", {}),
+                created_at=v.created_at,
+                completed_at=v.completed_at,
+            )
+            for v in versions
+        ],
+        definition=dataset.definition,
+        created_at=dataset.created_at,
+        updated_at=dataset.updated_at,
+    )
+
+
+def list_datasets(session: Session) -> list[DatasetPublic]:
+    return [
+        dataset_public(session, d) for d in session.scalars(select(Dataset).order_by(Dataset.name))
+    ]
+
+
+def delete_dataset(session: Session, storage: Storage, name: str) -> None:
+    """Delete a dataset, every version's files included; refused while a build runs."""
+    dataset = get_dataset(session, name)
+    building = session.scalar(
+        select(Job.id).where(Job.dataset_name == name, Job.status.in_(("queued", "running")))
+    )
+    if building:
+        raise ConflictError(f"Dataset {name!r} is being built by job {building}; wait for it.")
+    storage.remove_tree(storage.dataset_dir(name))
+    session.delete(dataset)
+    session.flush()
+
+
+def json_safe(value: Any) -> Any:
+    """A preview cell as JSON: exact decimals as text, binary as base64, times as ISO."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.date | dt.time | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _preview_answer(frame: pl.DataFrame, plan_columns, limit: int, failures) -> DatasetPreview:
+    return DatasetPreview(
+        columns=[DatasetColumn(**c) for c in plan_columns],
+        rows=[{k: json_safe(v) for k, v in row.items()} for row in frame.iter_rows(named=True)],
+        limit=limit,
+        row_count=frame.height,
+        cast_failures=dict(failures),
+    )
+
+
+def preview_plan(plan: DatasetPlan, limit: int, *, timeout: float) -> DatasetPreview:
+    """Up to ``limit`` rows of the plan, with LIMIT pushed down to each source; nothing written."""
+    failures: Counter[str] = Counter()
+    frames: list[pl.DataFrame] = []
+    remaining = limit
+    for source in plan.sources:
+        if remaining <= 0:
+            break
+        for batch in read_source(source, limit=remaining, batch_rows=remaining, timeout=timeout):
+            frame = transform_batch(batch, source, plan, failures)
+            frames.append(frame)
+            remaining -= frame.height
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=plan.schema)
+    return _preview_answer(frame.head(limit), plan.columns_public(), limit, failures)
+
+
+def preview_request(
+    session: Session, request: DatasetPreviewRequest, box: SecretBox, *, timeout: float
+) -> DatasetPreview:
+    plan = plan_dataset(session, request, box)
+    return preview_plan(plan, request.limit, timeout=timeout)
+
+
+def read_rows(
+    session: Session,
+    storage: Storage,
+    box: SecretBox,
+    name: str,
+    *,
+    version: int | None,
+    limit: int,
+    timeout: float,
+) -> DatasetPreview:
+    """The first rows of a version: read from its Parquet parts, or computed if virtual."""
+    dataset = get_dataset(session, name)
+    wanted = version or dataset.current_version
+    record = session.scalar(
+        select(DatasetVersion).where(
+            DatasetVersion.dataset_id == dataset.id,
+            DatasetVersion.version == wanted,
+            DatasetVersion.status == "complete",
+        )
+    )
+    if record is None:
+        raise NotFoundError(f"Dataset {name!r} has no complete version {wanted}.")
+    if record.storage_type == "virtual":
+        request = DatasetRequest(**record.manifest["request"])
+        return preview_plan(plan_dataset(session, request, box), limit, timeout=timeout)
+    folder = storage.version_dir(name, record.version)
+    parts = [p for p in storage.list_files(folder) if not p.endswith(MANIFEST)]
+    tables = []
+    remaining = limit
+    for path in parts:
+        with storage.fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for batch in itertools.islice(parquet.iter_batches(batch_size=remaining), 1):
+                tables.append(pl.from_arrow(batch))
+                remaining -= batch.num_rows
+        if remaining <= 0:
+            break
+    columns = record.columns.get("columns", [])
+    frame = pl.concat(tables) if tables else pl.DataFrame()
+    return _preview_answer(frame.head(limit), columns, limit, {})

@@ -1,0 +1,112 @@
+"""One batch of one source table into the unified schema: value mappings, casts, provenance.
+
+Casts never raise: a value that does not fit its column's type becomes null and is counted
+per column, so a build reports exactly what it could not convert.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import polars as pl
+import pyarrow as pa
+
+from fabric_core.datasets.plan import SOURCE_CONNECTION, SOURCE_TABLE, DatasetPlan, SourceTable
+
+_TRUE = ["true", "t", "yes", "y", "1", "on"]
+_FALSE = ["false", "f", "no", "n", "0", "off"]
+
+
+def _to_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.List | pl.Array | pl.Struct):
+        return expr.map_batches(_json_text, return_dtype=pl.String)
+    if isinstance(dtype, pl.Binary):
+        return expr.bin.encode("hex")
+    return expr.cast(pl.String)
+
+
+def _json_text(series: pl.Series) -> pl.Series:
+    return pl.Series(
+        [None if v is None else json.dumps(v, default=str) for v in series.to_list()],
+        dtype=pl.String,
+    )
+
+
+def cast_expr(expr: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """``expr`` (of polars type ``source``) as ``target``; values that do not fit become null."""
+    if source == target:
+        return expr
+    if isinstance(target, pl.String):
+        return _to_text(expr, source)
+    if isinstance(source, pl.String):
+        if isinstance(target, pl.Boolean):
+            lowered = expr.str.strip_chars().str.to_lowercase()
+            return pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False)
+        if isinstance(target, pl.Date):
+            return expr.str.strip_chars().str.to_date(strict=False)
+        if isinstance(target, pl.Datetime):
+            return expr.str.strip_chars().str.to_datetime(strict=False, time_zone="UTC")
+        if isinstance(target, pl.Time):
+            return expr.str.strip_chars().str.to_time(strict=False)
+        if isinstance(target, pl.Int64):
+            return expr.str.strip_chars().cast(pl.Int64, strict=False)
+        return expr.str.strip_chars().cast(target, strict=False)
+    if isinstance(target, pl.Datetime):
+        if isinstance(source, pl.Datetime):
+            zoned = (
+                expr.dt.replace_time_zone("UTC")
+                if source.time_zone is None
+                else expr.dt.convert_time_zone("UTC")
+            )
+            return zoned.dt.cast_time_unit("us")
+        if isinstance(source, pl.Date):
+            return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if isinstance(target, pl.Date) and isinstance(source, pl.Datetime):
+        return expr.dt.date()
+    return expr.cast(target, strict=False)
+
+
+def transform_batch(
+    batch: pa.RecordBatch | pa.Table,
+    source: SourceTable,
+    plan: DatasetPlan,
+    cast_failures: Counter[str],
+) -> pl.DataFrame:
+    """A source batch (columns named as in the source) as a frame in the plan's schema."""
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
+    by_output = {column.output_name: column for column in source.columns}
+    exprs: list[pl.Expr] = []
+    nulls_before: dict[str, int | pl.Expr] = {}
+    for output in plan.output:
+        if output.name == SOURCE_CONNECTION:
+            exprs.append(pl.lit(source.connection_name, pl.String).alias(output.name))
+            continue
+        if output.name == SOURCE_TABLE:
+            exprs.append(pl.lit(f"{source.schema}.{source.name}", pl.String).alias(output.name))
+            continue
+        column = by_output.get(output.name)
+        if column is None:
+            exprs.append(pl.lit(None, output.dtype).alias(output.name))
+            continue
+        value = pl.col(column.source_name)
+        dtype = frame.schema[column.source_name]
+        nulls_before[output.name] = frame[column.source_name].null_count()
+        if column.value_map:
+            value = _to_text(value, dtype).replace(
+                list(column.value_map), list(column.value_map.values())
+            )
+            dtype = pl.String()
+            # A code mapped to null is a choice, not a failed cast.
+            nulls_before[output.name] = value.null_count().alias(output.name)
+        exprs.append(cast_expr(value, dtype, output.dtype).alias(output.name))
+    result = frame.select(exprs)
+    mapped_nulls = {k: v for k, v in nulls_before.items() if isinstance(v, pl.Expr)}
+    if mapped_nulls:
+        nulls_before.update(frame.select(list(mapped_nulls.values())).row(0, named=True))
+    for name, before in nulls_before.items():
+        # Casting keeps nulls null, so every extra null is a value that did not fit.
+        if failed := result[name].null_count() - before:
+            cast_failures[name] += failed
+    return result

@@ -1,0 +1,88 @@
+"""Unified datasets: create (queue a build), preview, list, describe, read, delete."""
+
+from __future__ import annotations
+
+from fabric_core.clients import DatasetServiceClient
+from fabric_core.datasets import service
+from fabric_core.datasets.jobs import DATASET_DAG_ID, estimate_text, queue_dataset
+from fabric_core.schemas import (
+    PREVIEW_DEFAULT_ROWS,
+    PREVIEW_MAX_ROWS,
+    DatasetPreview,
+    DatasetPreviewRequest,
+    DatasetPublic,
+    DatasetQueued,
+    DatasetRequest,
+)
+from fabric_core.web import RuntimeDep, SessionDep
+from fastapi import APIRouter, Query, Response
+
+from fabric_gateway.deps import OrchestratorDep
+
+router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+
+
+@router.post("/unified", status_code=202, response_model=DatasetQueued)
+def create_unified_dataset(
+    body: DatasetRequest, session: SessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
+) -> DatasetQueued:
+    """Queue the build of a unified dataset (a new version if the name exists)."""
+    job, plan = queue_dataset(session, body, runtime.box, orchestrator=orchestrator.name)
+    session.commit()
+    orchestrator.submit_dataset(job.id, body.model_dump())
+    return DatasetQueued(
+        message=f"Dataset creation for '{body.name}' has been queued",
+        dag_run_id=job.id,
+        dag_id=DATASET_DAG_ID,
+        airflow_url=orchestrator.run_url(DATASET_DAG_ID, job.id),
+        dataset_name=body.name,
+        selection_mode=body.selection_mode,
+        status="queued",
+        estimated_processing_time=estimate_text(plan.estimated_rows),
+    )
+
+
+@router.post("/unified/preview", response_model=DatasetPreview)
+def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) -> DatasetPreview:
+    """The first rows the request would produce (default 100, at most 1,000); nothing written."""
+    with DatasetServiceClient(runtime.settings.resolved_dataset_url, timeout=120) as client:
+        return DatasetPreview(**client.preview(body.model_dump()))
+
+
+@router.get("", response_model=list[DatasetPublic])
+def list_datasets(session: SessionDep) -> list[DatasetPublic]:
+    """All datasets with their complete versions."""
+    return service.list_datasets(session)
+
+
+@router.get("/{name}", response_model=DatasetPublic)
+def get_dataset(name: str, session: SessionDep) -> DatasetPublic:
+    """A dataset: status, current version, location, row count, columns, versions."""
+    return service.dataset_public(session, service.get_dataset(session, name))
+
+
+@router.get("/{name}/rows", response_model=DatasetPreview)
+def read_dataset_rows(
+    name: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    version: int | None = Query(default=None, ge=1),
+    limit: int = Query(default=PREVIEW_DEFAULT_ROWS, ge=1, le=PREVIEW_MAX_ROWS),
+) -> DatasetPreview:
+    """The first rows of a version (current by default); virtual datasets compute them now."""
+    return service.read_rows(
+        session,
+        runtime.storage,
+        runtime.box,
+        name,
+        version=version,
+        limit=limit,
+        timeout=runtime.settings.source_connect_timeout,
+    )
+
+
+@router.delete("/{name}", status_code=204)
+def delete_dataset(name: str, session: SessionDep, runtime: RuntimeDep) -> Response:
+    """Delete a dataset and every version's files."""
+    service.delete_dataset(session, runtime.storage, name)
+    return Response(status_code=204)
