@@ -66,8 +66,17 @@ class Storage:
         return self.fs.exists(path)
 
     def remove_tree(self, path: str) -> None:
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+        if not self.fs.exists(path):
+            return
+        entries = self.fs.find(path, withdirs=True, detail=True)
+        self.fs.rm(path, recursive=True)
+        if self.scheme == "s3":
+            # Some S3 servers (SeaweedFS) keep empty folder entries after their objects go;
+            # they only show when asked for by name.
+            folders = [name for name, info in entries.items() if info["type"] == "directory"]
+            for folder in sorted({*folders, path}, key=len, reverse=True):
+                if self.fs.exists(folder):
+                    self.fs.rm_file(folder)
 
     def list_files(self, path: str) -> list[str]:
         if not self.fs.exists(path):
