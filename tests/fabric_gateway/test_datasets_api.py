@@ -200,7 +200,7 @@ def _read_version(s3_server, location: str) -> tuple[pl.DataFrame, dict]:
     folder = location.removeprefix("s3://")
     files = sorted(fs.ls(folder))
     parts = [f for f in files if f.endswith(".parquet")]
-    assert parts and files[-1].endswith("_manifest.json") or f"{folder}/_manifest.json" in files
+    assert parts and f"{folder}/_manifest.json" in files
     tables = [pq.read_table(io.BytesIO(fs.cat(p))) for p in parts]
     frame = pl.concat([pl.from_arrow(t) for t in tables])
     return frame, json.loads(fs.cat(f"{folder}/_manifest.json"))
