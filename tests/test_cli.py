@@ -32,11 +32,17 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert "sync crm      success: 1 tables, 5 columns (+1 ~0 -0 tables" in out
     assert "shop.orders (2 rows):" in out and "client_id integer -> Clients.ClientID" in out
     assert (tmp_path / "home" / "fabric.db").exists()
+    assert "dataset customers v1: 7 rows at file://" in out
+    assert "2 rows from demo_shop.main.Clients" in out
+    assert "Alan Turing | alan@example.org | GB |" in out  # "United Kingdom" mapped to GB
+    parts = list((tmp_path / "home" / "storage" / "datasets" / "customers" / "v1").iterdir())
+    assert sorted(p.name for p in parts) == ["_manifest.json", "part-00000.parquet"]
 
     second = subprocess.run([*FABRIC, "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("already registered") == 3
     assert "(+0 ~0 -0 tables, +0 ~0 -0 columns)" in second.stdout
+    assert "dataset customers v2: 7 rows" in second.stdout
 
 
 @pytest.mark.postgres

@@ -14,6 +14,7 @@ from fabric_core.settings import Settings
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Register the sample sources through the gateway, sync them and print the catalog."""
+    from fabric_dataset.app import create_app as create_dataset
     from fabric_gateway.app import create_app as create_gateway
     from fabric_sync.app import create_app as create_sync
 
@@ -24,20 +25,29 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     for name, (path, created) in sources.items():
         echo(f"source {name:8} {'created' if created else 'reused '} {path}")
 
-    sync_port = free_port()
+    sync_port, dataset_port = free_port(), free_port()
     settings = settings.model_copy(
-        update={"sync_url": f"http://127.0.0.1:{sync_port}", "job_poll_interval": 0.1}
+        update={
+            "sync_url": f"http://127.0.0.1:{sync_port}",
+            "dataset_url": f"http://127.0.0.1:{dataset_port}",
+            "job_poll_interval": 0.1,
+        }
     )
-    sync_server = serve_in_thread(create_sync(settings), port=sync_port)
+    servers = [
+        serve_in_thread(create_sync(settings), port=sync_port),
+        serve_in_thread(create_dataset(settings), port=dataset_port),
+    ]
     gateway_server = serve_in_thread(create_gateway(settings))
+    servers.insert(0, gateway_server)
     echo(f"metadata DB {settings.resolved_database_url}")
-    echo(f"sync service on {sync_server.url}, gateway on {gateway_server.url}")
+    echo(f"services: gateway {gateway_server.url}, sync {servers[1].url}, dataset {servers[2].url}")
     try:
-        with httpx.Client(base_url=gateway_server.url, timeout=30) as api:
-            _register_sync_and_browse(api, sources, echo)
+        with httpx.Client(base_url=gateway_server.url, timeout=60) as api:
+            tables = _register_sync_and_browse(api, sources, echo)
+            _map_and_build(api, tables, echo)
     finally:
-        gateway_server.stop()
-        sync_server.stop()
+        for server in servers:
+            server.stop()
 
 
 def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
@@ -77,6 +87,7 @@ def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
 
     echo("")
     echo("catalog:")
+    tables: dict[str, dict] = {}
     for name, connection in connections.items():
         for table in api.get(f"/api/data-connections/{connection['id']}/tables").json():
             detail = api.get(f"/api/tables/{table['id']}").json()
@@ -91,6 +102,106 @@ def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
                 if not c["removed"]
             )
             echo(f"  {name}.{table['name']} ({table['row_estimate']} rows): {columns}")
+            tables[f"{name}.{table['name']}"] = detail
+    return tables
+
+
+# unified column -> (type, [(source table, column)]); value codes per source column.
+DEMO_MAPPINGS = {
+    "customer_name": (
+        "string",
+        [
+            ("crm.customers", "full_name"),
+            ("shop.Clients", "Name"),
+            ("billing.customer_accounts", "holder"),
+        ],
+    ),
+    "email": (
+        "string",
+        [
+            ("crm.customers", "email"),
+            ("shop.Clients", "Mail"),
+            ("billing.customer_accounts", "email_address"),
+        ],
+    ),
+    "country": (
+        "string",
+        [
+            ("crm.customers", "country_code"),
+            ("shop.Clients", "Country"),
+            ("billing.customer_accounts", "iso_country"),
+        ],
+    ),
+    "customer_since": (
+        "date",
+        [("crm.customers", "signup_date"), ("billing.customer_accounts", "opened_on")],
+    ),
+}
+DEMO_VALUE_CODES = {
+    ("shop.Clients", "Country"): {"United Kingdom": "GB", "United States": "US"},
+    ("billing.customer_accounts", "iso_country"): {"40": "AT", "840": "US"},
+}
+DEMO_DATASET = "customers"
+
+
+def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
+    def column_id(table: str, column: str) -> int:
+        return next(c["id"] for c in tables[table]["columns"] if c["name"] == column)
+
+    existing = {u["name"]: u for u in api.get("/api/unified-columns").json()}
+    for name, (logical_type, sources) in DEMO_MAPPINGS.items():
+        unified = (
+            existing.get(name)
+            or api.post("/api/unified-columns", json={"name": name, "logical_type": logical_type})
+            .raise_for_status()
+            .json()
+        )
+        for table, column in sources:
+            api.post(  # 409 on a re-run: already mapped
+                "/api/column-mappings",
+                json={"column_id": column_id(table, column), "unified_column_id": unified["id"]},
+            )
+    for (table, column), codes in DEMO_VALUE_CODES.items():
+        api.post(  # 409 on a re-run: already mapped
+            "/api/value-mappings",
+            json={
+                "column_id": column_id(table, column),
+                "mappings": [{"source_value": s, "target_value": t} for s, t in codes.items()],
+            },
+        )
+    echo("")
+    echo(f"mapped {len(DEMO_MAPPINGS)} unified columns: {', '.join(DEMO_MAPPINGS)}")
+
+    request = {
+        "name": DEMO_DATASET,
+        "selection_mode": "tables",
+        "selected_tables": [
+            tables[t]["id"] for t in ("crm.customers", "shop.Clients", "billing.customer_accounts")
+        ],
+        "auto_include_mapped_columns": True,
+        "apply_value_mappings": True,
+        "storage_type": "copy_to_minio",
+    }
+    answer = api.post("/api/datasets/unified", json=request).raise_for_status().json()
+    echo(f"dataset {DEMO_DATASET} queued as {answer['dag_run_id']}")
+    job = _wait(api, answer["dag_run_id"])
+    if job["status"] != "success":
+        raise RuntimeError(f"dataset build {job['status']}: {job['error']}")
+    dataset = api.get(f"/api/datasets/{DEMO_DATASET}").raise_for_status().json()
+    echo(
+        f"dataset {DEMO_DATASET} v{dataset['current_version']}: {dataset['row_count']} rows "
+        f"at {dataset['location']}"
+    )
+    for source, rows in job["stats"]["rows_per_source"].items():
+        echo(f"  {rows} rows from {source}")
+    if job["stats"]["cast_failures"]:
+        echo(f"  values that did not fit their type (now null): {job['stats']['cast_failures']}")
+    rows = api.get(f"/api/datasets/{DEMO_DATASET}/rows", params={"limit": 5}).json()
+    names = ["customer_name", "email", "country", "customer_since", "_source_connection"]
+    echo("first rows:")
+    echo("  " + " | ".join(names))
+    for row in rows["rows"]:
+        echo("  " + " | ".join(str(row.get(n)) for n in names))
 
 
 def _wait(api: httpx.Client, job_id: str, timeout: float = 60) -> dict:
