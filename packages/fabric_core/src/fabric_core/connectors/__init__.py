@@ -1,7 +1,11 @@
 """One module per source kind, each with the same functions:
 
 ``DEFAULT_PORT``, ``build_url(spec)``, ``connect_args(spec, timeout)``,
-``classify_error(exc)`` and ``harvest_catalog(connection, spec, schema_filter)``.
+``classify_error(exc)``, ``server_version(connection)``,
+``harvest_catalog(connection, spec, schema_filter)`` and
+``read_batches(spec, schema, table, columns, *, text_columns, limit, batch_rows, timeout)``
+(Arrow record batches from the fastest reader measured for that kind, see
+docs/benchmarks.md).
 Adding a kind means adding one module and naming it in ``CONNECTOR_MODULES``.
 """
 

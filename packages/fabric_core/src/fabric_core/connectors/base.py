@@ -8,9 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-from sqlalchemy import Connection, Engine, Select, column, create_engine, select
-from sqlalchemy import table as sql_table
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -115,44 +113,3 @@ def check_connection(spec: ConnectionSpec, timeout: float) -> ConnectionCheck:
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         server_version=version,
     )
-
-
-def select_statement(
-    schema: str, table: str, columns: list[str], limit: int | None = None
-) -> Select:
-    """``SELECT columns FROM schema.table [LIMIT n]``, quoted by the dialect it compiles for."""
-    statement = select(*[column(name) for name in columns]).select_from(
-        sql_table(table, schema=schema)
-    )
-    return statement.limit(limit) if limit is not None else statement
-
-
-def select_sql(connection: Connection, statement: Select) -> str:
-    return str(
-        statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    )
-
-
-def read_batches_with_sqlalchemy(
-    spec: ConnectionSpec,
-    schema: str,
-    table: str,
-    columns: list[str],
-    *,
-    limit: int | None,
-    batch_rows: int,
-    timeout: float,
-) -> Iterator[pa.RecordBatch]:
-    """The portable reader: a streaming cursor, rows turned into Arrow batches in Python.
-
-    Slow (Python objects per value), so only the fallback for dialects without a faster one.
-    """
-    with open_source(spec, timeout) as connection:
-        result = connection.execution_options(
-            stream_results=True, max_row_buffer=batch_rows
-        ).execute(select_statement(schema, table, columns, limit))
-        for rows in result.partitions(batch_rows):
-            values = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(list(v), from_pandas=False) for v in values], names=columns
-            )

@@ -193,8 +193,70 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))
 
 
-def read_batches(spec, schema: str, table: str, columns: list[str], **options):
-    """The table's ``columns`` as Arrow record batches (``limit``, ``batch_rows``, ``timeout``)."""
-    from fabric_core.connectors.base import read_batches_with_sqlalchemy
+def libpq_dsn(spec) -> str:
+    """A libpq key/value connection string (values quoted, so any password works)."""
 
-    return read_batches_with_sqlalchemy(spec, schema, table, columns, **options)
+    def value(text: str) -> str:
+        return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    parts = {
+        "host": spec.host or "127.0.0.1",
+        "port": spec.port or DEFAULT_PORT,
+        "dbname": spec.database or "postgres",
+        "user": spec.username,
+        "password": spec.password,
+        "sslmode": spec.options.get("sslmode"),
+        "application_name": "fabric",
+    }
+    return " ".join(f"{key}={value(v)}" for key, v in parts.items() if v is not None)
+
+
+def read_batches(
+    spec,
+    schema: str,
+    table: str,
+    columns: list[str],
+    *,
+    text_columns: list[str] = (),
+    limit: int | None,
+    batch_rows: int,
+    timeout: float,
+):
+    """The table's ``columns`` as Arrow batches, read by DuckDB's PostgreSQL scanner.
+
+    A full read uses ``postgres_scan`` (binary COPY, in parallel). A read with ``limit``, or
+    with ``text_columns`` (decimals DuckDB would turn into doubles), sends its own SELECT to
+    PostgreSQL through ``postgres_query``, so the LIMIT and the ``::text`` casts run there.
+    """
+    import duckdb
+
+    from fabric_core.connectors import duck
+    from fabric_core.connectors.base import source_error
+
+    dsn = duck.quote_literal(libpq_dsn(spec) + f" connect_timeout={max(1, round(timeout))}")
+    projection = ", ".join(duck.quote_identifier(c) for c in columns)
+    try:
+        connection = duck.connect("postgres_scanner")
+        if limit is None and not text_columns:
+            sql = (
+                f"SELECT {projection} FROM postgres_scan({dsn}, "
+                f"{duck.quote_literal(schema)}, {duck.quote_literal(table)})"
+            )
+        else:
+            remote_columns = ", ".join(
+                f"{duck.quote_identifier(c)}::text AS {duck.quote_identifier(c)}"
+                if c in text_columns
+                else duck.quote_identifier(c)
+                for c in columns
+            )
+            remote = (
+                f"SELECT {remote_columns} FROM {duck.quote_identifier(schema)}."
+                f"{duck.quote_identifier(table)}"
+            )
+            if limit is not None:
+                remote += f" LIMIT {int(limit)}"
+            connection.execute(f"ATTACH {dsn} AS source (TYPE postgres, READ_ONLY)")
+            sql = f"SELECT * FROM postgres_query('source', {duck.quote_literal(remote)})"
+        yield from duck.stream(connection, sql, batch_rows)
+    except duckdb.Error as exc:
+        raise source_error(spec, exc) from None

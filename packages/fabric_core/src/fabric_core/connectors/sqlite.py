@@ -141,8 +141,40 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     return HarvestedCatalog(schemas=[MAIN_SCHEMA], tables=list(tables.values()))
 
 
-def read_batches(spec, schema: str, table: str, columns: list[str], **options):
-    """The table's ``columns`` as Arrow record batches (``limit``, ``batch_rows``, ``timeout``)."""
-    from fabric_core.connectors.base import read_batches_with_sqlalchemy
+def read_batches(
+    spec,
+    schema: str,
+    table: str,
+    columns: list[str],
+    *,
+    text_columns: list[str] = (),
+    limit: int | None,
+    batch_rows: int,
+    timeout: float,
+):
+    """The table's ``columns`` as Arrow batches, read by DuckDB's SQLite scanner.
 
-    return read_batches_with_sqlalchemy(spec, schema, table, columns, **options)
+    Every value comes as text: SQLite lets any value into any column, so the declared type
+    says little; the dataset build casts and counts what does not fit.
+    """
+    import duckdb
+
+    from fabric_core.connectors import duck
+    from fabric_core.connectors.base import source_error
+
+    path = Path(spec.database).expanduser().resolve()
+    if not path.is_file():
+        raise SourceUnreachableError(f"SQLite file {spec.database}: no such file")
+    projection = ", ".join(duck.quote_identifier(c) for c in columns)
+    sql = (
+        f"SELECT {projection} FROM sqlite_scan({duck.quote_literal(str(path))}, "
+        f"{duck.quote_literal(table)})"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    try:
+        connection = duck.connect("sqlite_scanner")
+        connection.execute("SET sqlite_all_varchar = true")
+        yield from duck.stream(connection, sql, batch_rows)
+    except duckdb.Error as exc:
+        raise source_error(spec, exc) from None

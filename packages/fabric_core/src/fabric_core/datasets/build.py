@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.datasets.plan import DatasetPlan
+from fabric_core.datasets.plan import PROVENANCE_COLUMNS, DatasetPlan
 from fabric_core.datasets.reading import read_ahead, read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
@@ -123,8 +123,18 @@ def clean_abandoned_versions(
 class _PartWriter:
     """Parquet parts of at most ``part_rows`` rows each, zstd, one row group per batch."""
 
-    def __init__(self, storage: Storage, folder: str, schema: pa.Schema, part_rows: int) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        folder: str,
+        schema: pa.Schema,
+        part_rows: int,
+        dictionary_columns: list[str],
+    ) -> None:
         self.storage, self.folder, self.schema, self.part_rows = storage, folder, schema, part_rows
+        # Dictionary pages pay off only for few distinct values; elsewhere they double the
+        # write time and grow the file (measured: docs/benchmarks.md).
+        self.dictionary_columns = dictionary_columns
         self.parts: list[str] = []
         self._writer: pq.ParquetWriter | None = None
         self._handle = None
@@ -141,7 +151,12 @@ class _PartWriter:
         self.close()
         path = f"{self.folder}/part-{len(self.parts):05d}.parquet"
         self._handle = self.storage.open_write(path)
-        self._writer = pq.ParquetWriter(self._handle, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            self._handle,
+            self.schema,
+            compression="zstd",
+            use_dictionary=self.dictionary_columns or False,
+        )
         self.parts.append(path)
         self._rows_in_part = 0
 
@@ -167,7 +182,14 @@ def write_version(
     started = time.perf_counter()
     result = BuildResult(version=0, location=None)
     failures: Counter[str] = Counter()
-    writer = _PartWriter(storage, folder, arrow_schema(plan), part_rows)
+    coded = {c.output_name for s in plan.sources for c in s.columns if c.value_map}
+    writer = _PartWriter(
+        storage,
+        folder,
+        arrow_schema(plan),
+        part_rows,
+        dictionary_columns=[*PROVENANCE_COLUMNS, *sorted(coded)],
+    )
     try:
         for source in plan.sources:
             rows = 0

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from fabric_core.connectors import get_connector
 from fabric_core.datasets.plan import SourceTable
+from fabric_core.datasets.types import needs_exact_text
 
 _DONE = object()
 
@@ -24,6 +25,9 @@ def read_source(
         source.schema,
         source.name,
         [column.source_name for column in source.columns],
+        text_columns=[
+            c.source_name for c in source.columns if needs_exact_text(c.logical_type, c.native_type)
+        ],
         limit=limit,
         batch_rows=batch_rows,
         timeout=timeout,

@@ -13,12 +13,22 @@ DECIMAL_PRECISION = 38
 
 _NUMERIC_RANK = {LogicalType.INTEGER: 0, LogicalType.DECIMAL: 1, LogicalType.FLOAT: 2}
 _SCALE = re.compile(r"\(\s*\d+\s*,\s*(\d+)\s*\)")
+_PRECISION = re.compile(r"\(\s*(\d+)\s*[,)]")
 
 
 def decimal_scale(native_type: str) -> int | None:
     """The scale of ``numeric(12,2)`` / ``DECIMAL(10, 3)``, or None when the type names none."""
     match = _SCALE.search(native_type)
     return int(match.group(1)) if match else None
+
+
+def needs_exact_text(logical_type: str, native_type: str) -> bool:
+    """A decimal that Arrow readers would turn into a lossy double (or refuse): one without a
+    declared scale, or wider than 38 digits. Such columns are read as text and cast here."""
+    if logical_type != LogicalType.DECIMAL:
+        return False
+    precision = _PRECISION.search(native_type)
+    return decimal_scale(native_type) is None or precision is None or int(precision.group(1)) > 38
 
 
 def supertype(types: list[str]) -> LogicalType:
