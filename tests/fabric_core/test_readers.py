@@ -80,7 +80,8 @@ def test_mysql_wide_decimals_come_as_text_and_limit_applies(mysql_database):
     database = mysql_database()
     mysql_execute(
         f"""
-        CREATE TABLE `{database}`.`Odd Table` (`select` INT, wide DECIMAL(50, 5), price DECIMAL(8, 2));
+        CREATE TABLE `{database}`.`Odd Table` (
+            `select` INT, wide DECIMAL(50, 5), price DECIMAL(8, 2));
         INSERT INTO `{database}`.`Odd Table` VALUES
             (1, 123456789012345678901234567890123456789012.12345, 1.10), (2, NULL, 2.25),
             (3, 1, 3.00)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,11 @@ from fabric_core.errors import (
     ServiceUnavailableError,
     SourceError,
 )
-from fabric_core.runtime import Runtime
+from fabric_core.jobs import get_job
+from fabric_core.models import Job
+from fabric_core.pools import JobPool
+from fabric_core.runtime import Runtime, create_runtime
+from fabric_core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +138,61 @@ def install_common_routes(app: FastAPI, metrics: AppMetrics, *, checks_storage: 
     def prometheus_metrics() -> PlainTextResponse:
         """Prometheus text format."""
         return metrics.render()
+
+
+class JobServiceMetrics(AppMetrics):
+    """Request metrics plus jobs ended (by outcome), running now, and their durations."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(service)
+        self.jobs = Counter(
+            f"fabric_{service}_jobs",
+            f"{service} jobs ended, by outcome.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.running = Gauge(
+            f"fabric_{service}_jobs_running",
+            f"{service} jobs running now.",
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            f"fabric_{service}_job_duration_seconds",
+            f"Time a {service} job ran.",
+            registry=self.registry,
+        )
+
+    def track(self, runtime: Runtime, job_id: str, work: Callable[[], bool]) -> Job | None:
+        """Run ``work`` (False: the job had already been claimed) and count its outcome."""
+        started = time.perf_counter()
+        self.running.inc()
+        try:
+            ran = work()
+        finally:
+            self.running.dec()
+        if not ran:
+            return None
+        self.duration.observe(time.perf_counter() - started)
+        with runtime.session_factory() as session:
+            job = get_job(session, job_id)
+        self.jobs.labels(job.status).inc()
+        return job
+
+
+def job_service_lifespan(
+    settings: Settings | None, *, pool: str, slots: Callable[[Settings], int], stopped: str
+):
+    """A lifespan that opens the runtime and a bounded worker pool, and closes both."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = create_runtime(settings or get_settings())
+        app.state.runtime = runtime
+        app.state.workers = JobPool(pool, slots(runtime.settings), runtime.session_factory)
+        try:
+            yield
+        finally:
+            app.state.workers.shutdown(stopped)
+            runtime.close()
+
+    return lifespan

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fabric_core.datasets.jobs import check_dataset_request, run_dataset_job
 from fabric_core.datasets.service import preview_request
 from fabric_core.jobs import get_job
-from fabric_core.pools import JobPool
-from fabric_core.runtime import Runtime, create_runtime
+from fabric_core.runtime import Runtime
 from fabric_core.schemas import (
     DatasetJobRequest,
     DatasetPreview,
@@ -19,55 +14,35 @@ from fabric_core.schemas import (
     JobAccepted,
     JobPublic,
 )
-from fabric_core.settings import Settings, get_settings
+from fabric_core.settings import Settings
 from fabric_core.web import (
-    AppMetrics,
+    JobServiceMetrics,
     RuntimeDep,
     SessionDep,
     install_common_routes,
     install_error_handlers,
+    job_service_lifespan,
 )
 from fastapi import FastAPI, Request
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter
 
 
-class DatasetMetrics(AppMetrics):
+class DatasetMetrics(JobServiceMetrics):
     def __init__(self) -> None:
         super().__init__("dataset")
-        self.jobs = Counter(
-            "fabric_dataset_jobs",
-            "Dataset jobs ended, by outcome.",
-            ["status"],
-            registry=self.registry,
-        )
-        self.running = Gauge(
-            "fabric_dataset_jobs_running", "Dataset jobs running now.", registry=self.registry
-        )
         self.rows = Counter(
             "fabric_dataset_rows_written", "Rows written to datasets.", registry=self.registry
-        )
-        self.duration = Histogram(
-            "fabric_dataset_job_duration_seconds",
-            "Time a dataset job ran.",
-            registry=self.registry,
         )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = DatasetMetrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = create_runtime(settings or get_settings())
-        app.state.runtime = runtime
-        app.state.workers = JobPool(
-            "dataset_worker", runtime.settings.dataset_workers, runtime.session_factory
-        )
-        try:
-            yield
-        finally:
-            app.state.workers.shutdown("The dataset service stopped before this job started.")
-            runtime.close()
+    lifespan = job_service_lifespan(
+        settings,
+        pool="dataset_worker",
+        slots=lambda s: s.dataset_workers,
+        stopped="The dataset service stopped before this job started.",
+    )
 
     app = FastAPI(
         title="Fabric dataset service",
@@ -79,24 +54,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_common_routes(app, metrics, checks_storage=True)
 
     def run(runtime: Runtime, job_id: str) -> None:
-        started = time.perf_counter()
-        metrics.running.inc()
-        try:
-            ran = run_dataset_job(
+        job = metrics.track(
+            runtime,
+            job_id,
+            lambda: run_dataset_job(
                 runtime.session_factory,
                 job_id,
                 box=runtime.box,
                 settings=runtime.settings,
                 storage=runtime.storage,
-            )
-        finally:
-            metrics.running.dec()
-        if ran:
-            metrics.duration.observe(time.perf_counter() - started)
-            with runtime.session_factory() as session:
-                job = get_job(session, job_id)
-                metrics.jobs.labels(job.status).inc()
-                metrics.rows.inc(job.stats.get("rows_written", 0))
+            ),
+        )
+        if job is not None:
+            metrics.rows.inc(job.stats.get("rows_written", 0))
 
     @app.post(
         "/process-dataset-creation", status_code=202, response_model=JobAccepted, tags=["jobs"]

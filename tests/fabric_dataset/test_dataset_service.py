@@ -1,0 +1,86 @@
+"""The dataset service on its own: submit once, status, bad requests, health, metrics."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from catalog_helpers import register, sync, tables_by_name
+from fabric_core.datasets.jobs import queue_dataset
+from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
+from fabric_dataset.app import create_app
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def service(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def queued(service, tmp_path):
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b');"
+        )
+    connection.close()
+    runtime = service.app.state.runtime
+    connection_id = register(runtime, name="s", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    table_id = tables_by_name(runtime, connection_id)[("main", "t")].id
+    request = DatasetRequest(name="small", selection_mode="tables", selected_tables=[table_id])
+    with runtime.session_factory.begin() as session:
+        job, _ = queue_dataset(session, request, runtime.box, orchestrator="test")
+    return job.id, request
+
+
+def _wait(service, job_id):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = service.get(f"/status/{job_id}").json()
+        if status["status"] in TERMINAL_STATUSES:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("job did not end")
+
+
+def test_a_job_submitted_twice_builds_once(service, queued, settings):
+    job_id, request = queued
+    body = {**request.model_dump(), "job_id": job_id}
+    assert service.post("/process-dataset-creation", json=body).json()["accepted"] is True
+    status = _wait(service, job_id)
+    assert status["status"] == "success" and status["stats"]["rows_written"] == 2
+    again = service.post("/process-dataset-creation", json=body)
+    assert again.status_code == 202 and again.json()["accepted"] is False
+    versions = list((settings.storage_path / "datasets" / "small").iterdir())
+    assert [v.name for v in versions] == ["v1"]
+    metrics = service.get("/metrics").text
+    assert 'fabric_dataset_jobs_total{status="success"} 1.0' in metrics
+    assert "fabric_dataset_rows_written_total 2.0" in metrics
+
+
+def test_bad_requests(service, queued):
+    job_id, request = queued
+    other = {**request.model_dump(), "name": "other", "job_id": job_id}
+    response = service.post("/process-dataset-creation", json=other)
+    assert response.status_code == 422 and "differs" in response.json()["detail"]
+    unknown = service.post(
+        "/process-dataset-creation", json={**request.model_dump(), "job_id": "dataset_x_1"}
+    )
+    assert unknown.status_code == 404
+    assert service.get(f"/status/{job_id}").json()["status"] == "queued"
+    preview = service.post("/preview-dataset-creation", json={**request.model_dump(), "limit": 0})
+    assert preview.status_code == 422
+
+
+def test_health_checks_database_and_storage(service):
+    assert service.get("/health").json() == {
+        "status": "ok",
+        "service": "dataset",
+        "database": "ok",
+        "storage": "ok",
+    }
