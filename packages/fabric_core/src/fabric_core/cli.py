@@ -18,6 +18,8 @@ from fabric_core.settings import Settings, get_settings
 app = typer.Typer(help="Fabric: one catalog and unified datasets over your data connections.")
 db_app = typer.Typer(help="The metadata database.")
 app.add_typer(db_app, name="db")
+airflow_app = typer.Typer(help="Apache Airflow as the orchestrator.")
+app.add_typer(airflow_app, name="airflow")
 
 SERVICES = (
     ("gateway", "fabric_gateway", "gateway_port"),
@@ -51,8 +53,30 @@ def db_upgrade(
         engine.dispose()
 
 
+@airflow_app.command("setup")
+def airflow_setup() -> None:
+    """Create or update Airflow's pools and the services' connections (idempotent)."""
+    from fabric_core.airflow_api import AirflowClient
+    from fabric_core.airflow_stack import setup_airflow
+    from fabric_core.errors import FabricError
+
+    settings = get_settings()
+    try:
+        with AirflowClient(
+            settings.airflow_url, settings.airflow_username, settings.airflow_password
+        ) as client:
+            pools = setup_airflow(settings, client)
+    except FabricError as exc:
+        raise fail(exc.message) from None
+    typer.echo(f"Airflow at {settings.airflow_url}: pools {pools}, connections set up")
+
+
 @app.command()
-def up() -> None:
+def up(
+    with_airflow: Annotated[
+        bool, typer.Option("--airflow", help="Also run Airflow 3 and orchestrate with it.")
+    ] = False,
+) -> None:
     """Run the gateway, sync and dataset services in the foreground until Ctrl-C."""
     settings = get_settings()
     missing = [module for _, module, _ in SERVICES if importlib.util.find_spec(module) is None]
@@ -60,6 +84,10 @@ def up() -> None:
         raise fail(f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)")
     db_upgrade("head")
     env = {**os.environ, "FABRIC_AUTO_MIGRATE": "false"}
+    airflow = None
+    if with_airflow:
+        airflow = _start_airflow(settings)
+        env["FABRIC_ORCHESTRATOR"] = "airflow"
     processes: dict[str, subprocess.Popen] = {}
     for name, module, _ in SERVICES:
         processes[name] = subprocess.Popen([sys.executable, "-m", module], env=env)
@@ -80,10 +108,49 @@ def up() -> None:
             typer.secho(f"{', '.join(exited)} stopped; stopping the others", err=True)
     finally:
         _stop_all(processes)
+        if airflow is not None:
+            airflow.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if any(p.returncode not in (0, -signal.SIGTERM) for p in processes.values()) and not stopping:
         raise typer.Exit(code=1)
+
+
+def _start_airflow(settings: Settings):
+    """Start Airflow on FABRIC_AIRFLOW_URL's port, wait for it, set up pools and connections."""
+    from urllib.parse import urlsplit
+
+    from fabric_core.airflow_api import AirflowClient
+    from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+    from fabric_core.errors import FabricError
+
+    address = urlsplit(settings.airflow_url)
+    home = (settings.home / "airflow").resolve()
+    typer.echo(f"starting Airflow on {settings.airflow_url} (logs in {home / 'logs'}) ...")
+    try:
+        stack = start_airflow(
+            settings,
+            home=home,
+            host=address.hostname or "127.0.0.1",
+            port=address.port or 8080,
+            log_dir=home / "logs",
+        )
+    except FabricError as exc:
+        raise fail(exc.message) from None
+    try:
+        with AirflowClient(
+            settings.airflow_url, settings.airflow_username, settings.airflow_password
+        ) as client:
+            wait_until_healthy(client, stack)
+            setup_airflow(settings, client)
+    except (FabricError, KeyboardInterrupt) as exc:
+        stack.stop()
+        raise fail(getattr(exc, "message", "interrupted")) from None
+    typer.echo(
+        f"Airflow ready: UI {settings.airflow_public_url} "
+        f"(login {settings.airflow_username} / {settings.airflow_password})"
+    )
+    return stack
 
 
 def _announce_when_ready(settings: Settings, processes, should_stop) -> None:

@@ -49,3 +49,7 @@ class SourceAuthError(SourceError):
 
 class ServiceUnavailableError(FabricError):
     retryable = True
+
+
+class JobCancelledError(FabricError):
+    pass

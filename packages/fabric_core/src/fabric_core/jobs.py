@@ -9,12 +9,15 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.errors import NotFoundError
+from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.models import Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES
 
 SYNC_JOB = "sync"
 SYNC_DAG_ID = "sync_data_connection"
+DATASET_JOB = "dataset"
+DATASET_DAG_ID = "create_unified_dataset"
+DAG_IDS = {SYNC_JOB: SYNC_DAG_ID, DATASET_JOB: DATASET_DAG_ID}
 
 
 def create_job(
@@ -139,3 +142,22 @@ def active_job_count(session: Session, connection_id: int) -> int:
             )
         ).all()
     )
+
+
+def is_cancelled(session_factory: sessionmaker[Session], job_id: str) -> bool:
+    with session_factory() as session:
+        return session.scalar(select(Job.status).where(Job.id == job_id)) == "cancelled"
+
+
+def cancel_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
+    """Mark a queued or running job cancelled; its worker stops at the next batch boundary."""
+    with session_factory() as session:
+        job = get_job(session, job_id)
+        if job.status in TERMINAL_STATUSES:
+            raise ConflictError(f"Job {job_id} has already ended ({job.status}).")
+    if not finish_job(session_factory, job_id, status="cancelled", error="Cancelled on request."):
+        with session_factory() as session:
+            status = get_job(session, job_id).status
+        raise ConflictError(f"Job {job_id} ended ({status}) before it could be cancelled.")
+    with session_factory() as session:
+        return get_job(session, job_id)

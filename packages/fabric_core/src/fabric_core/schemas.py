@@ -141,6 +141,9 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    dag_run: dict[str, Any] | None = Field(
+        default=None, description="The Airflow DAG run's state, for jobs run through Airflow."
+    )
 
 
 class SyncJobRequest(BaseModel):

@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     """Key that encrypts connection passwords; default: generated into ``{home}/secret.key``."""
 
-    orchestrator: Literal["local"] = "local"
-    """How jobs run: ``local`` pools inside the gateway (``airflow`` comes with Airflow support)."""
+    orchestrator: Literal["local", "airflow"] = "local"
+    """How jobs run: ``local`` pools inside the gateway, or ``airflow`` DAG runs."""
 
     auto_migrate: bool = True
     """Apply the Alembic migrations when a service starts (embedded mode)."""
@@ -50,6 +50,22 @@ class Settings(BaseSettings):
 
     airflow_public_url: str = "http://localhost:8080"
     """Base URL of the Airflow UI, used for ``airflow_url`` in job answers."""
+
+    airflow_url: str = "http://127.0.0.1:8080"
+    """Where the gateway reaches Airflow's REST API."""
+
+    airflow_username: str = "airflow"
+    airflow_password: str = "airflow"
+
+    airflow_database_url: str | None = None
+    """Airflow's metadata DB for ``fabric up --airflow``; default SQLite in ``{home}/airflow``
+    (PostgreSQL in tests and compose: SQLite gives lock errors under concurrent runs)."""
+
+    airflow_dags_folder: Path | None = None
+    """The DAGs Airflow loads; default the repository's ``airflow/dags``."""
+
+    airflow_parallelism: int = 6
+    """Task slots of Airflow's LocalExecutor (the default 32 spawns ~5.5 GB of workers)."""
 
     sync_pool_slots: int = 3
     """Sync jobs run at once (Airflow pool ``sync_pool``; local pool size)."""

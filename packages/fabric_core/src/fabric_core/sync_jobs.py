@@ -11,8 +11,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from fabric_core.catalog.sync import sync_connection
 from fabric_core.connections import connection_spec, get_connection
 from fabric_core.crypto import SecretBox, redact
-from fabric_core.errors import ConflictError, FabricError, InvalidInputError
-from fabric_core.jobs import SYNC_JOB, claim_job, create_job, finish_job, get_job, set_progress
+from fabric_core.errors import ConflictError, FabricError, InvalidInputError, JobCancelledError
+from fabric_core.jobs import (
+    SYNC_JOB,
+    claim_job,
+    create_job,
+    finish_job,
+    get_job,
+    is_cancelled,
+    set_progress,
+)
 from fabric_core.models import Connection, Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES
 
@@ -68,11 +76,15 @@ def run_sync_job(
             spec = connection_spec(get_connection(session, connection_id), box)
 
         def on_progress(session: Session, fraction: float) -> None:
+            if is_cancelled(session_factory, job_id):
+                raise JobCancelledError("The job was cancelled.")  # rolls back this chunk
             set_progress(session, job_id, fraction)
 
         stats = sync_connection(
             session_factory, connection_id, spec, timeout=timeout, on_progress=on_progress
         )
+    except JobCancelledError:
+        log.info("sync job %s cancelled", job_id)
     except FabricError as exc:
         log.warning("sync job %s failed: %s", job_id, exc.message)
         finish_job(session_factory, job_id, status="failed", error=exc.message)

@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fabric_core.orchestrators import LocalOrchestrator
+from fabric_core.orchestrators import Orchestrator
 from fastapi import Depends, Request
 
 
-def get_orchestrator(request: Request) -> LocalOrchestrator:
+def get_orchestrator(request: Request) -> Orchestrator:
     return request.app.state.orchestrator
 
 
-OrchestratorDep = Annotated[LocalOrchestrator, Depends(get_orchestrator)]
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]

@@ -23,17 +23,13 @@ from fabric_core.datasets.plan import PROVENANCE_COLUMNS, DatasetPlan
 from fabric_core.datasets.reading import read_ahead, read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
-from fabric_core.errors import FabricError
+from fabric_core.errors import FabricError, JobCancelledError
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
 
 MANIFEST = "_manifest.json"
 # Parquet readers see polars' string views as large strings; the oldest level is the most portable.
 _ARROW_LEVEL = pl.CompatLevel.oldest()
-
-
-class JobCancelledError(FabricError):
-    """The job was cancelled; the build stopped at a batch boundary."""
 
 
 @dataclass

@@ -12,7 +12,6 @@ from fabric_core.crypto import SecretBox
 from fabric_core.datasets.build import (
     MANIFEST,
     BuildResult,
-    JobCancelledError,
     allocate_version,
     clean_abandoned_versions,
     manifest,
@@ -20,16 +19,22 @@ from fabric_core.datasets.build import (
 )
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.storage import Storage
-from fabric_core.errors import FabricError, InvalidInputError
-from fabric_core.jobs import claim_job, create_job, finish_job, get_job, set_progress
+from fabric_core.errors import FabricError, InvalidInputError, JobCancelledError
+from fabric_core.jobs import (
+    DATASET_JOB,
+    claim_job,
+    create_job,
+    finish_job,
+    get_job,
+    is_cancelled,
+    set_progress,
+)
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.schemas import DatasetRequest
 from fabric_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DATASET_JOB = "dataset"
-DATASET_DAG_ID = "create_unified_dataset"
 # Throughput assumed for the estimate in the queued answer (see docs/benchmarks.md).
 ESTIMATED_ROWS_PER_SECOND = 250_000
 
@@ -72,11 +77,6 @@ def check_dataset_request(session: Session, job_id: str, request: DatasetRequest
     return job
 
 
-def _is_cancelled(session_factory: sessionmaker[Session], job_id: str) -> bool:
-    with session_factory() as session:
-        return session.scalar(select(Job.status).where(Job.id == job_id)) == "cancelled"
-
-
 def run_dataset_job(
     session_factory: sessionmaker[Session],
     job_id: str,
@@ -91,8 +91,8 @@ def run_dataset_job(
         return False
     try:
         result = _build(session_factory, job_id, box=box, settings=settings, storage=storage)
-    except JobCancelledError as exc:
-        finish_job(session_factory, job_id, status="cancelled", error=exc.message)
+    except JobCancelledError:
+        log.info("dataset job %s cancelled; what it wrote is removed", job_id)
     except FabricError as exc:
         log.warning("dataset job %s failed: %s", job_id, exc.message)
         finish_job(session_factory, job_id, status="failed", error=exc.message)
@@ -146,7 +146,7 @@ def _build(
                 if time.monotonic() - checked[0] < 1.0:
                     return False
                 checked[0] = time.monotonic()
-                return _is_cancelled(session_factory, job_id)
+                return is_cancelled(session_factory, job_id)
 
             result = write_version(
                 plan,

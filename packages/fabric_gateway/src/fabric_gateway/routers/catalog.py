@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from fabric_core.catalog.browse import get_table
-from fabric_core.jobs import get_job, list_jobs
+from fabric_core.errors import FabricError
+from fabric_core.jobs import DAG_IDS, cancel_job, get_job, list_jobs
 from fabric_core.schemas import JobPublic, TableDetail
-from fabric_core.web import SessionDep
+from fabric_core.web import RuntimeDep, SessionDep
 from fastapi import APIRouter, Query
+
+from fabric_gateway.deps import OrchestratorDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 
@@ -31,6 +38,23 @@ def jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"])
-def job(job_id: str, session: SessionDep) -> JobPublic:
-    """A job's status, progress, stats, error and timestamps."""
-    return JobPublic.model_validate(get_job(session, job_id))
+def job(job_id: str, session: SessionDep, orchestrator: OrchestratorDep) -> JobPublic:
+    """A job's status, progress, stats, error and timestamps (and its DAG run's state)."""
+    found = get_job(session, job_id)
+    public = JobPublic.model_validate(found)
+    if found.orchestrator == orchestrator.name and found.kind in DAG_IDS:
+        public.dag_run = orchestrator.run_state(DAG_IDS[found.kind], found.id)
+    return public
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, tags=["jobs"])
+def cancel(job_id: str, runtime: RuntimeDep, orchestrator: OrchestratorDep) -> JobPublic:
+    """Cancel a queued or running job: its DAG run is stopped and its service stops the work
+    at the next batch boundary, removing what a dataset build wrote."""
+    cancelled = cancel_job(runtime.session_factory, job_id)
+    if cancelled.orchestrator == orchestrator.name and cancelled.kind in DAG_IDS:
+        try:
+            orchestrator.cancel(DAG_IDS[cancelled.kind], job_id)
+        except FabricError as exc:  # the job row already says cancelled; the run ends anyway
+            log.warning("could not stop the DAG run of %s: %s", job_id, exc.message)
+    return JobPublic.model_validate(cancelled)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fabric_core.clients import DatasetServiceClient
 from fabric_core.datasets import service
-from fabric_core.datasets.jobs import DATASET_DAG_ID, estimate_text, queue_dataset
+from fabric_core.datasets.jobs import estimate_text, queue_dataset
+from fabric_core.jobs import DATASET_DAG_ID
 from fabric_core.schemas import (
     PREVIEW_DEFAULT_ROWS,
     PREVIEW_MAX_ROWS,

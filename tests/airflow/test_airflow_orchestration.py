@@ -1,0 +1,290 @@
+"""Airflow 3 as the orchestrator, for real: the gateway triggers DAG runs, Airflow's pools
+bound the work in the services, retries, failures and cancellation reach the job rows.
+
+One Airflow (api-server, scheduler, dag-processor, triggerer; PostgreSQL metadata DB) is
+started for the module, with the sync and dataset services and a SeaweedFS S3 server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+from catalog_helpers import register, sync, tables_by_name
+from conftest import PG_HOST, PG_PORT, PG_USER
+from fabric_core.airflow_api import AirflowClient
+from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.runtime import create_runtime
+from fabric_core.schemas import TERMINAL_STATUSES
+from fabric_core.serving import free_port, serve_in_thread
+from fabric_core.settings import Settings
+from fabric_dataset.app import create_app as create_dataset
+from fabric_gateway.app import create_app as create_gateway
+from fabric_sync.app import create_app as create_sync
+from fastapi.testclient import TestClient
+
+pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
+pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
+
+SOURCES = 6
+DATASETS = 4
+
+
+def _database(pg_admin, created: list[str]) -> str:
+    name = f"fabric_test_af_{uuid.uuid4().hex[:8]}"
+    pg_admin.execute(f'CREATE DATABASE "{name}"')
+    created.append(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def stack(pg_admin, s3_server, tmp_path_factory):
+    home = tmp_path_factory.mktemp("fabric_airflow")
+    created: list[str] = []
+    meta, airflow_db = _database(pg_admin, created), _database(pg_admin, created)
+    airflow_port, sync_port, dataset_port = free_port(), free_port(), free_port()
+    settings = Settings(
+        home=home / "fabric",
+        secret_key="airflow-test",
+        database_url=f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{meta}",
+        orchestrator="airflow",
+        airflow_url=f"http://127.0.0.1:{airflow_port}",
+        airflow_public_url=f"http://127.0.0.1:{airflow_port}",
+        airflow_database_url=f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{airflow_db}",
+        sync_url=f"http://127.0.0.1:{sync_port}",
+        dataset_url=f"http://127.0.0.1:{dataset_port}",
+        job_poll_interval=0.2,
+        dataset_batch_rows=2000,
+        **s3_server.settings_update("airflow"),
+    )
+    servers = {
+        "sync": serve_in_thread(create_sync(settings), port=sync_port),
+        "dataset": serve_in_thread(create_dataset(settings), port=dataset_port),
+    }
+    airflow = start_airflow(
+        settings,
+        home=home / "airflow",
+        port=airflow_port,
+        log_dir=home / "airflow" / "logs",
+        extra_env={"FABRIC_TASK_RETRIES": "1", "FABRIC_TASK_RETRY_DELAY_SECONDS": "1"},
+    )
+    client = AirflowClient(settings.airflow_url, "airflow", "airflow")
+    try:
+        wait_until_healthy(client, airflow)
+        setup_airflow(settings, client)
+        _wait_for_dags(client)
+        with TestClient(create_gateway(settings)) as gateway:
+            yield {
+                "settings": settings,
+                "gateway": gateway,
+                "client": client,
+                "servers": servers,
+                "home": home,
+            }
+    finally:
+        client.close()
+        airflow.stop()
+        for server in servers.values():
+            server.stop()
+        for name in created:
+            pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_for_dags(client: AirflowClient, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for dag_id in ("sync_data_connection", "create_unified_dataset"):
+                client.request("GET", f"/api/v2/dags/{dag_id}")
+            return
+        except Exception:
+            time.sleep(1)
+    raise AssertionError("Airflow did not load the DAGs")
+
+
+def _wait_all(gateway, job_ids: list[str], timeout: float = 600) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    jobs: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        jobs = {job_id: gateway.get(f"/api/jobs/{job_id}").json() for job_id in job_ids}
+        if all(job["status"] in TERMINAL_STATUSES for job in jobs.values()):
+            return jobs
+        time.sleep(1)
+    raise AssertionError(f"jobs still running: {[j for j in jobs.values()]}")
+
+
+def _sqlite_source(path, rows: int) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            f"""
+            CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, code INTEGER);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+            INSERT INTO customers SELECT i, 'name ' || i, i % 5 FROM n;
+            """
+        )
+    connection.close()
+
+
+def _max_concurrency(intervals: list[tuple[datetime, datetime]]) -> int:
+    events = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+        key=lambda event: (event[0], event[1]),
+    )
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def _task_intervals(client: AirflowClient, dag_id: str) -> dict[str, tuple[datetime, datetime]]:
+    return {
+        ti["dag_run_id"]: (
+            datetime.fromisoformat(ti["start_date"]),
+            datetime.fromisoformat(ti["end_date"]),
+        )
+        for ti in client.task_instances(dag_id)
+        if ti["start_date"] and ti["end_date"]
+    }
+
+
+def test_pools_bound_concurrent_syncs_and_builds(stack):
+    gateway, client, settings = stack["gateway"], stack["client"], stack["settings"]
+    home = stack["home"]
+    connection_ids = []
+    for index in range(SOURCES):
+        path = home / f"source_{index}.db"
+        _sqlite_source(path, 1000)
+        created = gateway.post(
+            "/api/data-connections",
+            json={"name": f"source_{index}", "kind": "sqlite", "database": str(path)},
+        )
+        connection_ids.append(created.json()["id"])
+    # The dataset builds read a source whose catalog is already there.
+    runtime = create_runtime(settings, migrate=False)
+    _sqlite_source(home / "dataset_source.db", 20_000)
+    dataset_source = register(
+        runtime, name="dataset_source", kind="sqlite", database=str(home / "dataset_source.db")
+    )
+    sync(runtime, dataset_source)
+    table_id = tables_by_name(runtime, dataset_source)[("main", "customers")].id
+    runtime.close()
+
+    answers = [gateway.post(f"/api/data-connections/{cid}/sync") for cid in connection_ids]
+    answers += [
+        gateway.post(
+            "/api/datasets/unified",
+            json={
+                "name": f"ds_{index}",
+                "selection_mode": "tables",
+                "selected_tables": [table_id],
+            },
+        )
+        for index in range(DATASETS)
+    ]
+    assert [a.status_code for a in answers] == [202] * (SOURCES + DATASETS)
+    first = answers[0].json()
+    assert first["airflow_url"] == (
+        f"{settings.airflow_public_url}/dags/sync_data_connection/runs/{first['dag_run_id']}"
+    )
+    job_ids = [a.json()["dag_run_id"] for a in answers]
+    jobs = _wait_all(gateway, job_ids)
+    assert {job_id: job["status"] for job_id, job in jobs.items()} == dict.fromkeys(
+        job_ids, "success"
+    )
+    # The job row ends a moment before the task that waited for it.
+    deadline = time.monotonic() + 60
+    while True:
+        states = {j: gateway.get(f"/api/jobs/{j}").json()["dag_run"]["state"] for j in job_ids}
+        if set(states.values()) == {"success"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert states == dict.fromkeys(job_ids, "success")
+
+    syncs = _task_intervals(client, "sync_data_connection")
+    builds = _task_intervals(client, "create_unified_dataset")
+    assert set(job_ids[:SOURCES]) <= set(syncs) and set(job_ids[SOURCES:]) <= set(builds)
+    # The pools bound the work, and the bound is reached.
+    assert _max_concurrency([syncs[j] for j in job_ids[:SOURCES]]) == 3
+    assert _max_concurrency([builds[j] for j in job_ids[SOURCES:]]) == 2
+    # Each job ran inside its task's slot.
+    for job_id, job in jobs.items():
+        start, end = (syncs | builds)[job_id]
+        assert start <= datetime.fromisoformat(job["started_at"]) <= end, job_id
+        assert start <= datetime.fromisoformat(job["finished_at"]) <= end, job_id
+        assert job["attempts"] == 1
+    assert client.pools()["sync_pool"] == 3 and client.pools()["dataset_pool"] == 2
+
+
+def test_cancel_stops_a_running_build(stack):
+    gateway, client, settings = stack["gateway"], stack["client"], stack["settings"]
+    home = stack["home"]
+    _sqlite_source(home / "big.db", 400_000)
+    runtime = create_runtime(settings, migrate=False)
+    big = register(runtime, name="big", kind="sqlite", database=str(home / "big.db"))
+    sync(runtime, big)
+    table_id = tables_by_name(runtime, big)[("main", "customers")].id
+    runtime.close()
+    answer = gateway.post(
+        "/api/datasets/unified",
+        json={
+            "name": "too_big",
+            "selection_mode": "tables",
+            "selected_tables": [table_id],
+        },
+    ).json()
+    job_id = answer["dag_run_id"]
+    deadline = time.monotonic() + 120
+    while gateway.get(f"/api/jobs/{job_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.2)
+    cancelled = gateway.post(f"/api/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert gateway.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+    deadline = time.monotonic() + 60
+    while client.dag_run("create_unified_dataset", job_id)["state"] != "failed":
+        assert time.monotonic() < deadline, "the DAG run was not stopped"
+        time.sleep(1)
+    time.sleep(3)  # the service stops at its next batch boundary and removes what it wrote
+    job = gateway.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["error"] == "Cancelled on request."
+    dataset = gateway.get("/api/datasets/too_big").json()
+    assert dataset["versions"] == [] and dataset["current_version"] is None
+
+
+def test_a_service_down_during_a_run_fails_the_job_after_retries(stack):
+    gateway, client = stack["gateway"], stack["client"]
+    path = stack["home"] / "late.db"
+    _sqlite_source(path, 10)
+    connection = gateway.post(
+        "/api/data-connections", json={"name": "late", "kind": "sqlite", "database": str(path)}
+    ).json()
+    stack["servers"]["sync"].stop()
+    answer = gateway.post(f"/api/data-connections/{connection['id']}/sync").json()
+    job = _wait_all(gateway, [answer["dag_run_id"]], timeout=180)[answer["dag_run_id"]]
+    assert job["status"] == "failed"
+    assert "did not answer" in job["error"] and "Airflow task failed" in job["error"]
+    tries = [
+        ti["try_number"]
+        for ti in client.task_instances("sync_data_connection", answer["dag_run_id"])
+    ]
+    assert tries == [2]  # one retry, then the final failure
+
+
+def test_airflow_down_answers_503_and_fails_the_job(stack, tmp_path):
+    down = stack["settings"].model_copy(update={"airflow_url": f"http://127.0.0.1:{free_port()}"})
+    path = tmp_path / "x.db"
+    _sqlite_source(path, 1)
+    with TestClient(create_gateway(down)) as gateway:
+        connection = gateway.post(
+            "/api/data-connections",
+            json={"name": f"x_{uuid.uuid4().hex[:6]}", "kind": "sqlite", "database": str(path)},
+        ).json()
+        response = gateway.post(f"/api/data-connections/{connection['id']}/sync")
+        assert response.status_code == 503
+        assert "Airflow" in response.json()["detail"]
+        jobs = gateway.get("/api/jobs", params={"connection_id": connection["id"]}).json()
+        assert [(j["status"], "did not answer" in j["error"]) for j in jobs] == [("failed", True)]
