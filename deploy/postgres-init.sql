@@ -1,0 +1,2 @@
+-- One PostgreSQL server, two databases: Fabric's metadata and Airflow's.
+CREATE DATABASE airflow;
