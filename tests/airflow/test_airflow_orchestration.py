@@ -222,7 +222,7 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
 def test_cancel_stops_a_running_build(stack):
     gateway, client, settings = stack["gateway"], stack["client"], stack["settings"]
     home = stack["home"]
-    _sqlite_source(home / "big.db", 400_000)
+    _sqlite_source(home / "big.db", 1_500_000)  # ~750 batches of 2,000 rows: seconds of work
     runtime = create_runtime(settings, migrate=False)
     big = register(runtime, name="big", kind="sqlite", database=str(home / "big.db"))
     sync(runtime, big)

@@ -84,3 +84,52 @@ def test_health_checks_database_and_storage(service):
         "database": "ok",
         "storage": "ok",
     }
+
+
+def test_a_cancelled_build_stops_and_leaves_no_version(settings, tmp_path):
+    import threading
+
+    from fabric_core.datasets.jobs import run_dataset_job
+    from fabric_core.jobs import cancel_job, get_job
+    from fabric_core.runtime import create_runtime
+
+    path = tmp_path / "big.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            """
+            CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000)
+            INSERT INTO t SELECT i, 'value ' || i FROM n;
+            """
+        )
+    connection.close()
+    runtime = create_runtime(settings.model_copy(update={"dataset_batch_rows": 1000}))
+    connection_id = register(runtime, name="big", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    table_id = tables_by_name(runtime, connection_id)[("main", "t")].id
+    request = DatasetRequest(name="big", selection_mode="tables", selected_tables=[table_id])
+    with runtime.session_factory.begin() as session:
+        job, _ = queue_dataset(session, request, runtime.box, orchestrator="test")
+    worker = threading.Thread(
+        target=run_dataset_job,
+        args=(runtime.session_factory, job.id),
+        kwargs={"box": runtime.box, "settings": runtime.settings, "storage": runtime.storage},
+    )
+    worker.start()
+    deadline = time.monotonic() + 30
+    while True:
+        with runtime.session_factory() as session:
+            if get_job(session, job.id).status == "running":
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)
+    cancel_job(runtime.session_factory, job.id)
+    worker.join(30)
+    assert not worker.is_alive()
+    with runtime.session_factory() as session:
+        ended = get_job(session, job.id)
+    assert (ended.status, ended.error) == ("cancelled", "Cancelled on request.")
+    folder = settings.storage_path / "datasets" / "big"
+    assert not any(folder.rglob("*.parquet")) and not any(folder.rglob("_manifest.json"))
+    runtime.close()

@@ -143,7 +143,7 @@ def _build(
             checked = [time.monotonic()]
 
             def should_stop() -> bool:
-                if time.monotonic() - checked[0] < 1.0:
+                if time.monotonic() - checked[0] < 0.25:
                     return False
                 checked[0] = time.monotonic()
                 return is_cancelled(session_factory, job_id)
@@ -163,6 +163,8 @@ def _build(
         document = manifest(plan, request, result, job_id, storage)
         if request.storage_type == "copy_to_minio":
             storage.write_json(f"{folder}/{MANIFEST}", document)
+        if is_cancelled(session_factory, job_id):  # cancelled after the last batch
+            raise JobCancelledError("The job was cancelled.")
         _publish(session_factory, dataset.id, version, result, document, plan)
         return result
     except BaseException:
