@@ -18,15 +18,17 @@ What it does:
    registered as a connection, its catalog synced, and mappings: ``account_id`` (integer) to a
    ``string`` unified column, ``amount`` (numeric) to a ``float`` one, and ``status`` to a
    ``string`` one with value mappings 1..5 -> new, active, suspended, closed, archived.
-4. Each run times, each in its own spawned child process (so peak RSS is that work's own):
+4. Each run times, each in its own spawned child process, the following. Peak RSS is the
+   child's ``VmHWM``, its own high-water mark; ``ru_maxrss`` would not do, as Linux carries it
+   over from the forked copy of the parent across ``execve``.
 
    - **COPY**: psycopg 3 ``COPY (SELECT <columns> FROM t) TO STDOUT (FORMAT binary)``, every
-     block read and discarded. The floor: what it costs PostgreSQL to hand the rows out.
+     block read and discarded: how fast PostgreSQL hands the rows out, nothing done with them.
    - **DuckDB peer**: ``COPY (SELECT * FROM postgres_scan(...)) TO 's3://...' (FORMAT parquet,
      COMPRESSION zstd)`` with httpfs, in a DuckDB set up like Fabric's reader (2 threads,
      512 MB). Without the httpfs wheel it writes a local file instead, labelled as such.
    - **Fabric**: ``run_dataset_job`` on a dataset queued (in the parent) with
-     ``selection_mode="tables"``; wall time of that call, job stats and ``ru_maxrss``.
+     ``selection_mode="tables"``; wall time of that call, job stats and peak RSS.
    - **Fabric, small table**: the same build of ``t_small``, for peak RSS at the smaller size.
 
    What each run wrote to S3 is deleted after it (not timed).
@@ -343,7 +345,25 @@ def queue_build(runtime, dataset: str, table_id: int) -> str:
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``ru_maxrss``: Linux carries it across ``execve`` from the forked copy of the parent,
+    so a spawned child of a 400 MB parent reports at least 400 MB whatever it does itself.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, all its threads (not the PostgreSQL server's)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _child_main(target: Callable[..., dict[str, Any]], args: tuple, conn) -> None:
@@ -381,12 +401,16 @@ def copy_reference(database: str, table: str) -> dict[str, Any]:
     query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
         sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in COLUMNS), sql.Identifier(table)
     )
-    started = time.perf_counter()
+    cpu, started = _cpu_seconds(), time.perf_counter()
     received = 0
     with _connect(database) as conn, conn.cursor() as cursor, cursor.copy(query) as copy:
         for block in copy:
             received += len(block)
-    return {"seconds": time.perf_counter() - started, "bytes": received}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds() - cpu,
+        "bytes": received,
+    }
 
 
 def duckdb_peer(database: str, table: str, server: dict[str, Any], target: str) -> dict[str, Any]:
@@ -409,15 +433,15 @@ def duckdb_peer(database: str, table: str, server: dict[str, Any], target: str) 
             f"{duck.quote_literal(table)})) TO {duck.quote_literal(target)} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
-        started = time.perf_counter()
+        cpu, started = _cpu_seconds(), time.perf_counter()
         connection.execute(statement)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         rows = connection.execute(
             f"SELECT count(*) FROM read_parquet({duck.quote_literal(target)})"
         ).fetchone()[0]
     finally:
         connection.close()
-    return {"seconds": seconds, "rows": rows}
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": rows}
 
 
 def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
@@ -430,7 +454,7 @@ def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
     runtime = create_runtime(Settings.model_validate_json(settings_json))
     try:
         rss_before = _peak_rss_mb()
-        started = time.perf_counter()
+        cpu, started = _cpu_seconds(), time.perf_counter()
         claimed = run_dataset_job(
             runtime.session_factory,
             job_id,
@@ -438,7 +462,7 @@ def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
             settings=runtime.settings,
             storage=runtime.storage,
         )
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         with runtime.session_factory() as session:
             job = get_job(session, job_id)
             status, stats, error = job.status, dict(job.stats or {}), job.error
@@ -446,7 +470,7 @@ def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
         runtime.close()
     if not claimed or status != "success":
         raise RuntimeError(f"dataset job {job_id}: claimed={claimed} status={status}: {error}")
-    return {"seconds": seconds, "stats": stats, "rss_before_mb": rss_before}
+    return {"seconds": seconds, "cpu_seconds": cpu, "stats": stats, "rss_before_mb": rss_before}
 
 
 # --- The benchmark -----------------------------------------------------------------------------
@@ -478,7 +502,7 @@ def one_run(
     index: int, args: argparse.Namespace, ctx: dict[str, Any], server: SeaweedFS, runtime
 ) -> dict[str, Any]:
     database, rows = ctx["database"], args.rows
-    run: dict[str, Any] = {"run": index}
+    run: dict[str, Any] = {"run": index, "load_before": os.getloadavg()[0]}
 
     print(f"run {index}: COPY reference ...", flush=True)
     copy = in_child(copy_reference, database, TABLE)
@@ -496,8 +520,10 @@ def one_run(
         raise RuntimeError(f"DuckDB peer wrote {peer['rows']} rows, expected {rows}")
     run["peer"] = {**peer, "rows_per_second": rows / peer["seconds"]}
     if ctx["peer_kind"] == "s3":
+        run["peer"]["output_bytes"] = server.filesystem().du(target.removeprefix("s3://"))
         remove_s3_tree(server, f"{BUCKET}/{PEER_PREFIX}")
     else:
+        run["peer"]["output_bytes"] = Path(target).stat().st_size
         Path(target).unlink()
 
     builds = [("fabric", TABLE, rows)]
@@ -512,9 +538,12 @@ def one_run(
             raise RuntimeError(f"{job_id}: {stats['rows_written']} rows, expected {table_rows}")
         if index == 1:
             ctx.setdefault("output", {})[key] = check_output(server, stats["location"], table_rows)
-        remove_s3_tree(server, stats["location"].removeprefix("s3://"))
+        location = stats["location"].removeprefix("s3://")
+        build["output_bytes"] = server.filesystem().du(location)
+        remove_s3_tree(server, location)
         run[key] = {**build, "rows_per_second": table_rows / build["seconds"]}
 
+    run["load_after"] = os.getloadavg()[0]
     run["fabric_vs_copy"] = run["fabric"]["rows_per_second"] / run["copy"]["rows_per_second"]
     run["fabric_vs_peer"] = run["fabric"]["rows_per_second"] / run["peer"]["rows_per_second"]
     print(f"run {index}: " + run_line(run), flush=True)
@@ -536,7 +565,7 @@ def run_line(run: dict[str, Any]) -> str:
             f" | small: {small['rows_per_second']:,.0f} rows/s ({small['seconds']:.2f} s) "
             f"{small['peak_rss_mb']:.0f} MB"
         )
-    return text
+    return text + f" | load {run['load_before']:.1f} -> {run['load_after']:.1f}"
 
 
 def _median(runs: list[dict[str, Any]], *path: str) -> float:
@@ -567,6 +596,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> list[str]:
         "peer": _median(runs, "peer", "rows_per_second"),
         "peer_s": _median(runs, "peer", "seconds"),
         "peer_rss": _median(runs, "peer", "peak_rss_mb"),
+        "peer_cpu": _median(runs, "peer", "cpu_seconds"),
+        "fabric_cpu": _median(runs, "fabric", "cpu_seconds"),
         "fabric": _median(runs, "fabric", "rows_per_second"),
         "fabric_s": _median(runs, "fabric", "seconds"),
         "fabric_rss": _median(runs, "fabric", "peak_rss_mb"),
@@ -587,29 +618,53 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> list[str]:
     ]
     for run in runs:
         lines.append(f"run {run['run']}: " + run_line(run))
-    lines += [
-        "",
-        f"rows                      {rows:,}",
-        f"COPY binary rows/s        {med['copy']:,.0f} ({med['copy_s']:.2f} s)",
-        f"Fabric rows/s             {med['fabric']:,.0f} ({med['fabric_s']:.2f} s end to end)",
-        f"Fabric / COPY             {med['vs_copy']:.2f}x",
-        f"{peer_label + ' rows/s':26}{med['peer']:,.0f} ({med['peer_s']:.2f} s,"
-        f" peak RSS {med['peer_rss']:.0f} MB)",
-        f"Fabric / DuckDB peer      {med['vs_peer']:.2f}x",
-        f"Fabric peak RSS @ {rows / 1e6:g}M    {med['fabric_rss']:.0f} MB"
-        f" (before the build {med['fabric_rss_before']:.0f} MB)",
-        f"Fabric parts              {stats['parts']}",
-        f"Fabric cast failures      {stats['cast_failures'] or 0}",
+    lines.append("")
+    failures = sum(
+        sum(run[key]["stats"]["cast_failures"].values())
+        for run in runs
+        for key in ("fabric", "fabric_small")
+        if key in run
+    )
+    summary = [
+        ("rows", f"{rows:,}"),
+        ("COPY binary rows/s", f"{med['copy']:,.0f} ({med['copy_s']:.2f} s)"),
+        (
+            "Fabric rows/s",
+            f"{med['fabric']:,.0f} ({med['fabric_s']:.2f} s end to end,"
+            f" CPU {med['fabric_cpu']:.1f} s)",
+        ),
+        ("Fabric / COPY", f"{med['vs_copy']:.2f}x"),
+        (
+            f"{peer_label} rows/s",
+            f"{med['peer']:,.0f} ({med['peer_s']:.2f} s, peak RSS {med['peer_rss']:.0f} MB,"
+            f" CPU {med['peer_cpu']:.1f} s)",
+        ),
+        ("Fabric / DuckDB peer", f"{med['vs_peer']:.2f}x"),
+        (
+            f"Fabric peak RSS @ {rows:,}",
+            f"{med['fabric_rss']:.0f} MB (after imports, before the build:"
+            f" {med['fabric_rss_before']:.0f} MB)",
+        ),
+        (
+            "Parquet written",
+            f"Fabric {runs[0]['fabric']['output_bytes'] / 2**20:.1f} MB in {stats['parts']}"
+            f" parts (with manifest), peer {runs[0]['peer']['output_bytes'] / 2**20:.1f} MB",
+        ),
+        ("Fabric cast failures", f"{failures} (all builds)"),
     ]
     if small_rows:
         med["small_rss"] = _median(runs, "fabric_small", "peak_rss_mb")
         med["small"] = _median(runs, "fabric_small", "rows_per_second")
         growth = med["fabric_rss"] / med["small_rss"]
-        lines += [
-            f"Fabric peak RSS @ {small_rows / 1e6:g}M    {med['small_rss']:.0f} MB"
-            f" ({med['small']:,.0f} rows/s)",
-            f"RSS growth {small_rows / 1e6:g}M -> {rows / 1e6:g}M    {growth:.2f}x",
+        summary += [
+            (
+                f"Fabric peak RSS @ {small_rows:,}",
+                f"{med['small_rss']:.0f} MB ({med['small']:,.0f} rows/s)",
+            ),
+            ("RSS growth", f"{growth:.2f}x from {small_rows:,} to {rows:,} rows"),
         ]
+    width = max(len(label) for label, _ in summary) + 2
+    lines += [label.ljust(width) + value for label, value in summary]
     goal_size = rows == 5_000_000
     lines += [
         "",
