@@ -12,6 +12,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from fabric_core.settings import Settings
 
+UPLOAD_PART_BYTES = 8 * 2**20
+
 
 class Storage:
     """Paths, writes and reads under one root (``/abs/folder`` or ``bucket/prefix``)."""
@@ -52,6 +54,10 @@ class Storage:
         return self.path("datasets", name, f"v{version}")
 
     def open_write(self, path: str) -> IO[bytes]:
+        if self.scheme == "s3":
+            # Multipart uploads of 8 MiB: s3fs would otherwise hold up to 50 MiB per open file
+            # and make peak memory grow with the part size (docs/benchmarks.md).
+            return self.fs.open(path, "wb", block_size=UPLOAD_PART_BYTES)
         return self.fs.open(path, "wb")
 
     def write_json(self, path: str, document: dict[str, Any]) -> None:
