@@ -288,3 +288,50 @@ def test_airflow_down_answers_503_and_fails_the_job(stack, tmp_path):
         assert "Airflow" in response.json()["detail"]
         jobs = gateway.get("/api/jobs", params={"connection_id": connection["id"]}).json()
         assert [(j["status"], "did not answer" in j["error"]) for j in jobs] == [("failed", True)]
+
+
+def test_an_expired_token_is_replaced(stack):
+    client = AirflowClient(stack["settings"].airflow_url, "airflow", "airflow")
+    try:
+        client._token = "expired-or-rotated"  # what a 24 h old token looks like to Airflow
+        assert client.pools()["sync_pool"] == 3
+        assert client._token != "expired-or-rotated"
+    finally:
+        client.close()
+
+
+def test_setup_command_and_script_are_idempotent(stack):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = stack["settings"]
+    env = {
+        **os.environ,
+        "FABRIC_HOME": str(settings.home),
+        "FABRIC_AIRFLOW_URL": settings.airflow_url,
+        "FABRIC_SYNC_URL": settings.resolved_sync_url,
+        "FABRIC_DATASET_URL": settings.resolved_dataset_url,
+        "FABRIC_SYNC_POOL_SLOTS": "4",
+    }
+    script = Path(__file__).resolve().parents[2] / "airflow" / "setup_airflow_pools.py"
+    for command in (
+        [sys.executable, "-m", "fabric_core.cli", "airflow", "setup"],
+        [sys.executable, str(script)],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "'sync_pool': 4" in result.stdout
+    assert stack["client"].pools()["sync_pool"] == 4
+    connection = stack["client"].request("GET", "/api/v2/connections/fabric_sync")
+    assert (connection["conn_type"], connection["host"]) == ("http", "127.0.0.1")
+    # Put the size back for the other tests.
+    env["FABRIC_SYNC_POOL_SLOTS"] = "3"
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+
+    wrong = {**env, "FABRIC_AIRFLOW_PASSWORD": "wrong"}
+    refused = subprocess.run(
+        [sys.executable, str(script)], env=wrong, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1 and "refused the credentials" in refused.stderr
