@@ -45,3 +45,19 @@ def test_generated_secret_key_is_stable_and_private(tmp_path):
 
 def test_redact_removes_every_occurrence():
     assert redact("pw=hunter2 again hunter2", ["hunter2", None]) == "pw=*** again ***"
+
+
+def test_redact_catches_the_spellings_drivers_echo():
+    password = "p'w\\x@1"
+    echoed = (
+        "Unable to connect to Postgres at \"host='h' password='p\\'w\\\\x@1'\"; "
+        "LINE 1: postgres_scan('password=''p\\''w\\\\x@1''') "
+        "mysql://root:p%27w%5Cx%401@127.0.0.1/db"
+    )
+    cleaned = redact(echoed, [password])
+    assert "w\\" not in cleaned and "%5Cx" not in cleaned and "x@1" not in cleaned
+    assert cleaned.count("***") >= 3
+    # Inline credentials go even when the secret is not known.
+    assert redact("password=hunter2 and postgresql://u:hunter3@h/db", []) == (
+        "password=*** and postgresql://u:***@h/db"
+    )

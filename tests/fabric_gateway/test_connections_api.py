@@ -158,3 +158,13 @@ def test_test_endpoint_tells_reachable_from_authenticated(api, pg_admin, mysql_a
     result = api.post(f"/api/data-connections/{denied['id']}/test").json()
     assert (result["ok"], result["reachable"], result["authenticated"]) == (False, True, False)
     assert "fabric_nobody" in result["message"] and "my-Secret-77" not in result["message"]
+
+
+def test_out_of_range_ids_and_nul_bytes_are_422(api):
+    assert api.get(f"/api/data-connections/{2**70}").status_code == 422
+    assert api.get(f"/api/tables/{2**70}").status_code == 422
+    nul = api.post(
+        "/api/data-connections",
+        json={"name": "n", "kind": "sqlite", "database": "/tmp/a\u0000b.db"},
+    )
+    assert nul.status_code == 422 and "NUL" in nul.text

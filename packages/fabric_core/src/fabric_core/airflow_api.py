@@ -19,6 +19,13 @@ _retry_unavailable = retry(
 )
 
 
+def _token_refused(response: httpx.Response) -> bool:
+    # Airflow 3 answers 401 for a missing token and 403 "Invalid JWT token" for an expired one.
+    return response.status_code == 401 or (
+        response.status_code == 403 and "jwt" in response.text.lower()
+    )
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -74,7 +81,7 @@ class AirflowClient:
     @_retry_unavailable
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, headers=self._authorized(), **kwargs)
-        if response.status_code == 401:  # expired or rotated: one new token, one more try
+        if _token_refused(response):  # expired or rotated: one new token, one more try
             response = self._send(method, path, headers=self._authorized(True), **kwargs)
         if response.status_code >= 500:
             raise ServiceUnavailableError(

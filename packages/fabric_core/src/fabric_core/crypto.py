@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -31,9 +33,35 @@ class SecretBox:
             ) from exc
 
 
+_CREDENTIAL_PATTERNS = [
+    # libpq key/value strings, quoted or not: password='p\'w' / password=pw
+    re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.|'')*'|\S+)", re.IGNORECASE),
+    # user:password@ in URLs
+    re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)"),
+]
+
+
+def _spellings(secret: str) -> set[str]:
+    """The forms a secret takes inside DSNs, SQL literals and URLs."""
+    libpq = secret.replace("\\", "\\\\").replace("'", "\\'")
+    return {
+        secret,
+        libpq,
+        libpq.replace("'", "''"),
+        secret.replace("'", "''"),
+        quote(secret),
+        quote(secret, safe=""),
+    }
+
+
 def redact(message: str, secrets: list[str | None]) -> str:
-    """Replace every occurrence of the given secrets in a message by ``***``."""
+    """Remove the given secrets (in every spelling drivers echo) and any inline credentials."""
     for secret in secrets:
         if secret:
-            message = message.replace(secret, "***")
+            for form in sorted(_spellings(secret), key=len, reverse=True):
+                message = message.replace(form, "***")
+    for pattern in _CREDENTIAL_PATTERNS:
+        message = pattern.sub(
+            lambda m: m.group(1) + "***" + (m.group(3) if m.lastindex == 3 else ""), message
+        )
     return message

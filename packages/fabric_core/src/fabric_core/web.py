@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from fabric_core.db import session_scope
@@ -51,6 +52,12 @@ def status_for(error: FabricError) -> int:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # An id or value the database cannot hold (e.g. an integer beyond 64 bits).
+        return JSONResponse({"detail": "A value is out of range."}, status_code=422)
+
     @app.exception_handler(FabricError)
     async def _fabric_error(_request: Request, exc: FabricError) -> JSONResponse:
         status = status_for(exc)

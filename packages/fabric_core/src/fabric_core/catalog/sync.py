@@ -137,6 +137,8 @@ def _persist(
 ) -> None:
     now = utcnow()
     with session_factory() as session, session.begin():
+        if on_progress:
+            on_progress(session, 0.0)  # may stop a cancelled job before it writes anything
         schema_ids = _sync_schemas(session, connection_id, catalog.schemas, now)
         stored_tables = _load_tables(session, connection_id)
         stored_columns = _load_columns(session, connection_id)

@@ -54,6 +54,8 @@ def classify_error(exc: BaseException) -> type[SourceError]:
         return SourceError
     if isinstance(exc, psycopg.OperationalError | OSError):
         return SourceUnreachableError
+    if "Unable to connect to Postgres" in text_ or "Connection refused" in text_:
+        return SourceUnreachableError  # DuckDB's scanner words it this way
     return SourceError
 
 

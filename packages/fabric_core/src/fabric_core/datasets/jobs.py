@@ -6,9 +6,10 @@ import logging
 import time
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.crypto import SecretBox
+from fabric_core.crypto import SecretBox, redact
 from fabric_core.datasets.build import (
     MANIFEST,
     BuildResult,
@@ -56,7 +57,14 @@ def queue_dataset(
     elif dataset.current_version is None:
         dataset.status = "queued"
     dataset.definition = request.model_dump()
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # created by a concurrent request a moment ago: use that one
+        dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
+        if dataset is None:
+            raise
+        dataset.definition = request.model_dump()
     job = create_job(
         session,
         kind=DATASET_JOB,
@@ -97,13 +105,9 @@ def run_dataset_job(
         log.warning("dataset job %s failed: %s", job_id, exc.message)
         finish_job(session_factory, job_id, status="failed", error=exc.message)
     except Exception as exc:
-        log.error("dataset job %s crashed: %s: %s", job_id, type(exc).__name__, exc)
-        finish_job(
-            session_factory,
-            job_id,
-            status="failed",
-            error=f"Unexpected error: {type(exc).__name__}: {exc}",
-        )
+        message = redact(f"Unexpected error: {type(exc).__name__}: {exc}", [])
+        log.error("dataset job %s crashed: %s", job_id, message)
+        finish_job(session_factory, job_id, status="failed", error=message)
     else:
         finish_job(session_factory, job_id, status="success", stats=result.stats())
     return True
@@ -163,18 +167,34 @@ def _build(
         document = manifest(plan, request, result, job_id, storage)
         if request.storage_type == "copy_to_minio":
             storage.write_json(f"{folder}/{MANIFEST}", document)
-        if is_cancelled(session_factory, job_id):  # cancelled after the last batch
-            raise JobCancelledError("The job was cancelled.")
-        _publish(session_factory, dataset.id, version, result, document, plan)
+        _publish(session_factory, job_id, dataset.id, version, result, document, plan)
         return result
     except BaseException:
         _discard(session_factory, storage, dataset, version)
         raise
 
 
-def _publish(session_factory, dataset_id, version, result, document, plan) -> None:
+def _publish(session_factory, job_id, dataset_id, version, result, document, plan) -> None:
+    """Make the version visible and the job successful in one transaction.
+
+    The job's own conditional UPDATE comes first: a job cancelled at the last moment is not
+    published (its version is discarded instead).
+    """
     now = utcnow()
     with session_factory.begin() as session:
+        ended = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
+            .values(
+                status="success",
+                progress=1.0,
+                stats=result.stats(),
+                finished_at=now,
+                updated_at=now,
+            )
+        ).rowcount
+        if not ended:
+            raise JobCancelledError("The job was cancelled before its version was published.")
         session.execute(
             update(DatasetVersion)
             .where(DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabric_core.crypto import SecretBox
-from fabric_core.datasets.build import MANIFEST
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.reading import read_source
 from fabric_core.datasets.storage import Storage
@@ -175,7 +174,8 @@ def read_rows(
         request = DatasetRequest(**record.manifest["request"])
         return preview_plan(plan_dataset(session, request, box), limit, timeout=timeout)
     folder = storage.version_dir(name, record.version)
-    parts = [p for p in storage.list_files(folder) if not p.endswith(MANIFEST)]
+    # The manifest's parts, not whatever the folder holds (a failed clean-up may leave files).
+    parts = [f"{folder}/{part}" for part in record.manifest.get("parts", [])]
     tables = []
     remaining = limit
     for path in parts:

@@ -64,6 +64,10 @@ def cast_expr(expr: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Exp
             return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if isinstance(target, pl.Date) and isinstance(source, pl.Datetime):
         return expr.dt.date()
+    if isinstance(target, pl.Int64) and (source.is_float() or isinstance(source, pl.Decimal)):
+        # 1.5 is not an integer: null (and counted), never silently truncated to 1.
+        as_float = expr.cast(pl.Float64)
+        return pl.when(as_float == as_float.round()).then(expr.cast(pl.Int64, strict=False))
     return expr.cast(target, strict=False)
 
 
