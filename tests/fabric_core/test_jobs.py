@@ -65,3 +65,48 @@ def test_the_first_end_wins(job_runtime):
 def test_unknown_job_is_not_found(job_runtime):
     with job_runtime.session_factory() as session, pytest.raises(NotFoundError):
         jobs.get_job(session, "sync_404_1")
+
+
+def _age(runtime, job_id: str, seconds: float) -> None:
+    from datetime import timedelta
+
+    from fabric_core.models import Job, utcnow
+    from sqlalchemy import update
+
+    with runtime.session_factory.begin() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(updated_at=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+def test_running_jobs_without_a_heartbeat_are_failed(job_runtime):
+    with job_runtime.session_factory.begin() as session:
+        dead, alive, waiting = (
+            jobs.create_job(session, kind="sync", id_prefix=f"sync_{n}").id for n in (1, 2, 3)
+        )
+    for job_id in (dead, alive):
+        assert jobs.claim_job(job_runtime.session_factory, job_id)
+    _age(job_runtime, dead, 600)
+    _age(job_runtime, waiting, 600)  # queued jobs wait for a slot: not stale
+    assert jobs.fail_stale_jobs(job_runtime.session_factory, 120) == 1
+    with job_runtime.session_factory() as session:
+        statuses = {j: jobs.get_job(session, j).status for j in (dead, alive, waiting)}
+        error = jobs.get_job(session, dead).error
+    assert statuses == {dead: "failed", alive: "running", waiting: "queued"}
+    assert "no heartbeat" in error
+
+
+def test_heartbeat_keeps_a_long_job_fresh(job_runtime):
+    import time
+
+    with job_runtime.session_factory.begin() as session:
+        job_id = jobs.create_job(session, kind="sync", id_prefix="sync_7").id
+    jobs.claim_job(job_runtime.session_factory, job_id)
+    _age(job_runtime, job_id, 600)
+    with jobs.heartbeat(job_runtime.session_factory, job_id, 0.05):
+        time.sleep(0.4)
+        assert jobs.fail_stale_jobs(job_runtime.session_factory, 120) == 0
+    with job_runtime.session_factory() as session:
+        assert jobs.get_job(session, job_id).status == "running"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -161,3 +165,56 @@ def cancel_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
         raise ConflictError(f"Job {job_id} ended ({status}) before it could be cancelled.")
     with session_factory() as session:
         return get_job(session, job_id)
+
+
+@contextmanager
+def heartbeat(
+    session_factory: sessionmaker[Session], job_id: str, interval: float
+) -> Iterator[None]:
+    """Mark the running job alive every ``interval`` seconds while the block runs.
+
+    A job whose worker died (a killed service) stops beating, and :func:`fail_stale_jobs`
+    ends it instead of leaving it ``running`` forever.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            with session_factory.begin() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "running")
+                    .values(updated_at=utcnow())
+                )
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_stale_jobs(
+    session_factory: sessionmaker[Session], stale_after: float, job_id: str | None = None
+) -> int:
+    """Fail running jobs whose worker has not been heard of for ``stale_after`` seconds."""
+    now = utcnow()
+    query = update(Job).where(
+        Job.status == "running", Job.updated_at < now - timedelta(seconds=stale_after)
+    )
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    with session_factory.begin() as session:
+        return session.execute(
+            query.values(
+                status="failed",
+                finished_at=now,
+                updated_at=now,
+                error=(
+                    f"Its worker stopped answering (no heartbeat for {stale_after:.0f} s): the "
+                    "service was stopped or crashed while running it. Start the job again."
+                ),
+            ).execution_options(synchronize_session=False)
+        ).rowcount

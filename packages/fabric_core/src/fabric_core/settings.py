@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     dataset_workers: int = 2
     """Background workers in one dataset-service process."""
 
+    job_heartbeat_seconds: float = 15.0
+    """How often a worker marks its running job alive."""
+
+    job_stale_seconds: float = 120.0
+    """A running job with no heartbeat for this long lost its worker and is failed."""
+
     sync_lock_timeout: float = 600.0
     """Seconds a sync job waits for another sync of the same connection to end."""
 

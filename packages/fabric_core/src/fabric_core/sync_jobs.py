@@ -16,8 +16,10 @@ from fabric_core.jobs import (
     SYNC_JOB,
     claim_job,
     create_job,
+    fail_stale_jobs,
     finish_job,
     get_job,
+    heartbeat,
     is_cancelled,
     set_progress,
 )
@@ -63,15 +65,33 @@ def run_sync_job(
     box: SecretBox,
     timeout: float,
     lock_timeout: float = 600.0,
+    heartbeat_seconds: float = 15.0,
+    stale_after: float = 120.0,
 ) -> bool:
     """Run a queued sync job to its end; False (and nothing done) if it was already claimed."""
     if not claim_job(session_factory, job_id):
         log.info("sync job %s already claimed, not running it again", job_id)
         return False
+    with heartbeat(session_factory, job_id, heartbeat_seconds):
+        _run_claimed_sync(
+            session_factory, job_id, connection_id, box, timeout, lock_timeout, stale_after
+        )
+    return True
+
+
+def _run_claimed_sync(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    connection_id: int,
+    box: SecretBox,
+    timeout: float,
+    lock_timeout: float,
+    stale_after: float,
+) -> None:
     spec = None
     locked = False
     try:
-        locked = _lock_connection(session_factory, connection_id, job_id, lock_timeout)
+        locked = _lock_connection(session_factory, connection_id, job_id, lock_timeout, stale_after)
         with session_factory() as session:
             spec = connection_spec(get_connection(session, connection_id), box)
 
@@ -99,11 +119,14 @@ def run_sync_job(
     finally:
         if locked:
             _unlock_connection(session_factory, connection_id, job_id)
-    return True
 
 
 def _lock_connection(
-    session_factory: sessionmaker[Session], connection_id: int, job_id: str, timeout: float
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    job_id: str,
+    timeout: float,
+    stale_after: float,
 ) -> bool:
     """Wait until this job holds the connection's sync lock (one sync per connection).
 
@@ -115,6 +138,8 @@ def _lock_connection(
     )
     deadline = time.monotonic() + timeout
     while True:
+        # A holder whose worker died stops beating: failing it frees the lock.
+        fail_stale_jobs(session_factory, stale_after)
         with session_factory.begin() as session:
             get_connection(session, connection_id)
             taken = session.execute(

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fabric_core.db import session_scope
@@ -27,7 +27,7 @@ from fabric_core.errors import (
     ServiceUnavailableError,
     SourceError,
 )
-from fabric_core.jobs import get_job
+from fabric_core.jobs import fail_stale_jobs, get_job
 from fabric_core.models import Job
 from fabric_core.pools import JobPool
 from fabric_core.runtime import Runtime, create_runtime
@@ -186,6 +186,13 @@ class JobServiceMetrics(AppMetrics):
         return job
 
 
+def job_status(runtime: Runtime, job_id: str) -> Job:
+    """A job as its service reports it; a running job whose worker died is failed first."""
+    fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds, job_id)
+    with runtime.session_factory() as session:
+        return get_job(session, job_id)
+
+
 def job_service_lifespan(
     settings: Settings | None, *, pool: str, slots: Callable[[Settings], int], stopped: str
 ):
@@ -196,6 +203,10 @@ def job_service_lifespan(
         runtime = create_runtime(settings or get_settings())
         app.state.runtime = runtime
         app.state.workers = JobPool(pool, slots(runtime.settings), runtime.session_factory)
+        try:
+            fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds)
+        except SQLAlchemyError as exc:  # the DB may be down: /health says so, start anyway
+            log.warning("could not check for abandoned jobs: %s", type(exc).__name__)
         try:
             yield
         finally:

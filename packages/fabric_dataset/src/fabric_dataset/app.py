@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fabric_core.datasets.jobs import check_dataset_request, run_dataset_job
 from fabric_core.datasets.service import preview_request
-from fabric_core.jobs import get_job
 from fabric_core.runtime import Runtime
 from fabric_core.schemas import (
     DatasetJobRequest,
@@ -22,6 +21,7 @@ from fabric_core.web import (
     install_common_routes,
     install_error_handlers,
     job_service_lifespan,
+    job_status,
 )
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
@@ -92,8 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/status/{job_id}", response_model=JobPublic, tags=["jobs"])
-    def job_status(job_id: str, session: SessionDep) -> JobPublic:
+    def status(job_id: str, runtime: RuntimeDep) -> JobPublic:
         """A job's status, progress (rows written / rows estimated), stats and error."""
-        return JobPublic.model_validate(get_job(session, job_id))
+        return JobPublic.model_validate(job_status(runtime, job_id))
 
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fabric_core.jobs import get_job
 from fabric_core.runtime import Runtime
 from fabric_core.schemas import JobAccepted, JobPublic, SyncJobRequest
 from fabric_core.settings import Settings
@@ -14,6 +13,7 @@ from fabric_core.web import (
     install_common_routes,
     install_error_handlers,
     job_service_lifespan,
+    job_status,
 )
 from fastapi import FastAPI, Request
 
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 box=runtime.box,
                 timeout=runtime.settings.source_connect_timeout,
                 lock_timeout=runtime.settings.sync_lock_timeout,
+                heartbeat_seconds=runtime.settings.job_heartbeat_seconds,
+                stale_after=runtime.settings.job_stale_seconds,
             ),
         )
 
@@ -63,8 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JobAccepted(job_id=job.id, status=job.status, accepted=accepted)
 
     @app.get("/status/{job_id}", response_model=JobPublic, tags=["jobs"])
-    def job_status(job_id: str, session: SessionDep) -> JobPublic:
+    def status(job_id: str, runtime: RuntimeDep) -> JobPublic:
         """A job's status, progress, stats and error."""
-        return JobPublic.model_validate(get_job(session, job_id))
+        return JobPublic.model_validate(job_status(runtime, job_id))
 
     return app

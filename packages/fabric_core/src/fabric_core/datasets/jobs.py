@@ -27,6 +27,7 @@ from fabric_core.jobs import (
     create_job,
     finish_job,
     get_job,
+    heartbeat,
     is_cancelled,
     set_progress,
 )
@@ -98,7 +99,8 @@ def run_dataset_job(
         log.info("dataset job %s already claimed, not running it again", job_id)
         return False
     try:
-        result = _build(session_factory, job_id, box=box, settings=settings, storage=storage)
+        with heartbeat(session_factory, job_id, settings.job_heartbeat_seconds):
+            result = _build(session_factory, job_id, box=box, settings=settings, storage=storage)
     except JobCancelledError:
         log.info("dataset job %s cancelled; what it wrote is removed", job_id)
     except FabricError as exc:

@@ -6,7 +6,7 @@ import logging
 
 from fabric_core.catalog.browse import get_table
 from fabric_core.errors import FabricError
-from fabric_core.jobs import DAG_IDS, cancel_job, get_job, list_jobs
+from fabric_core.jobs import DAG_IDS, cancel_job, fail_stale_jobs, get_job, list_jobs
 from fabric_core.schemas import JobPublic, TableDetail
 from fabric_core.web import RuntimeDep, SessionDep
 from fastapi import APIRouter, Query
@@ -38,8 +38,11 @@ def jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"])
-def job(job_id: str, session: SessionDep, orchestrator: OrchestratorDep) -> JobPublic:
+def job(
+    job_id: str, session: SessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
+) -> JobPublic:
     """A job's status, progress, stats, error and timestamps (and its DAG run's state)."""
+    fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds, job_id)
     found = get_job(session, job_id)
     public = JobPublic.model_validate(found)
     if found.orchestrator == orchestrator.name and found.kind in DAG_IDS:
