@@ -92,10 +92,16 @@ def plan_dataset(session: Session, request: DatasetRequest, box: SecretBox) -> D
     Raises:
         InvalidInputError: unknown or removed tables or columns, or names that collide.
     """
-    selected = _selected_columns(session, request)
-    table_ids = list(selected)
+    if request.selection_mode == "tables":
+        selected = None
+        table_ids = list(dict.fromkeys(request.selected_tables))
+    else:
+        selected = _chosen_columns(session, request)
+        table_ids = list(selected)
     tables = _load_tables(session, table_ids)
     all_columns = _live_columns(session, table_ids)
+    if selected is None:
+        selected = {table_id: list(all_columns[table_id]) for table_id in table_ids}
     mapped = _mapped(session, [c.id for cols in all_columns.values() for c in cols])
 
     if request.auto_include_mapped_columns:
@@ -125,13 +131,8 @@ def plan_dataset(session: Session, request: DatasetRequest, box: SecretBox) -> D
     )
 
 
-def _selected_columns(session: Session, request: DatasetRequest) -> dict[int, list[CatalogColumn]]:
-    """Selected columns by table id, in the order the tables were asked for."""
-    if request.selection_mode == "tables":
-        live = _live_columns(session, request.selected_tables)
-        return {
-            table_id: list(live[table_id]) for table_id in dict.fromkeys(request.selected_tables)
-        }
+def _chosen_columns(session: Session, request: DatasetRequest) -> dict[int, list[CatalogColumn]]:
+    """The ``selected_columns`` by table id, checked to exist and to be live."""
     ids = list(dict.fromkeys(request.selected_columns))
     columns = {
         c.id: c for c in session.scalars(select(CatalogColumn).where(CatalogColumn.id.in_(ids)))
@@ -168,7 +169,6 @@ def _load_tables(session: Session, table_ids: list[int]) -> dict[int, tuple]:
 
 
 def _live_columns(session: Session, table_ids: list[int]) -> dict[int, list[CatalogColumn]]:
-    _load_tables(session, list(dict.fromkeys(table_ids)))
     columns: dict[int, list[CatalogColumn]] = {table_id: [] for table_id in table_ids}
     for column in session.scalars(
         select(CatalogColumn)

@@ -64,10 +64,6 @@ class Storage:
         with self.fs.open(path, "wb") as handle:
             handle.write(json.dumps(document, indent=2, default=str).encode())
 
-    def read_json(self, path: str) -> dict[str, Any]:
-        with self.fs.open(path, "rb") as handle:
-            return json.loads(handle.read())
-
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)
 
@@ -83,11 +79,6 @@ class Storage:
             for folder in sorted({*folders, path}, key=len, reverse=True):
                 if self.fs.exists(folder):
                     self.fs.rm_file(folder)
-
-    def list_files(self, path: str) -> list[str]:
-        if not self.fs.exists(path):
-            return []
-        return sorted(self.fs.find(path))
 
     def check(self) -> None:
         """Write, read and delete a probe object; raises when the storage cannot be used."""
