@@ -8,19 +8,18 @@ failed build removes what it wrote and its version record.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.datasets.plan import PROVENANCE_COLUMNS, DatasetPlan
+from fabric_core.datasets.plan import DatasetPlan
 from fabric_core.datasets.reading import read_ahead, read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
@@ -29,9 +28,9 @@ from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
 
 MANIFEST = "_manifest.json"
-# polars hands its string views to the Parquet writer without a copy; the files carry only
-# Parquet's own types (store_schema=False), so every reader sees plain strings.
-_ARROW_LEVEL = pl.CompatLevel.newest()
+# Level 1 costs about a quarter less CPU than level 3 for files about 2% larger; polars
+# chooses dictionary pages per column from the data (measured: docs/benchmarks.md).
+ZSTD_LEVEL = 1
 
 
 @dataclass
@@ -55,10 +54,6 @@ class BuildResult:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_written / self.seconds) if self.seconds else None,
         }
-
-
-def arrow_schema(plan: DatasetPlan) -> pa.Schema:
-    return pl.DataFrame(schema=plan.schema).to_arrow(compat_level=_ARROW_LEVEL).schema
 
 
 def allocate_version(
@@ -118,98 +113,79 @@ def clean_abandoned_versions(
     return len(abandoned)
 
 
-class _PartWriter:
-    """Parquet parts of at most ``part_rows`` rows each, zstd, one row group per batch."""
-
-    def __init__(
-        self,
-        storage: Storage,
-        folder: str,
-        schema: pa.Schema,
-        part_rows: int,
-        dictionary_columns: list[str],
-    ) -> None:
-        self.storage, self.folder, self.schema, self.part_rows = storage, folder, schema, part_rows
-        # Dictionary pages pay off only for few distinct values; elsewhere they double the
-        # write time and grow the file (measured: docs/benchmarks.md).
-        self.dictionary_columns = dictionary_columns
-        self.parts: list[str] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._handle = None
-        self._rows_in_part = 0
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None or self._rows_in_part >= self.part_rows:
-            self._roll()
-        assert self._writer is not None
-        self._writer.write_table(table.cast(self.schema), row_group_size=max(table.num_rows, 1))
-        self._rows_in_part += table.num_rows
-
-    def _roll(self) -> None:
-        self.close()
-        path = f"{self.folder}/part-{len(self.parts):05d}.parquet"
-        self._handle = self.storage.open_write(path)
-        self._writer = pq.ParquetWriter(
-            self._handle,
-            self.schema,
-            compression="zstd",
-            compression_level=3,
-            use_dictionary=self.dictionary_columns or False,
-            # Min/max of free text costs a third of the write time and prunes little.
-            write_statistics=[f.name for f in self.schema if not _is_text(f.type)],
-            store_schema=False,
+def _transformed_frames(
+    plan: DatasetPlan,
+    result: BuildResult,
+    failures: Counter[str],
+    *,
+    batch_rows: int,
+    timeout: float,
+    on_rows: Callable[[int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> Iterator[pl.DataFrame]:
+    """Every source of the plan, one after the other, batch by batch in the unified schema."""
+    for source in plan.sources:
+        result.rows_per_source[source.label] = 0
+        batches = read_ahead(
+            read_source(source, limit=None, batch_rows=batch_rows, timeout=timeout)
         )
-        self.parts.append(path)
-        self._rows_in_part = 0
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._handle.close()
-            self._writer = self._handle = None
-
-
-def _is_text(arrow_type: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_string_view(arrow_type)
-        or pa.types.is_binary(arrow_type)
-        or pa.types.is_large_binary(arrow_type)
-        or pa.types.is_binary_view(arrow_type)
-    )
-
-
-class _WriteBehind:
-    """Encodes Parquet on one background thread while the caller transforms the next batch.
-
-    At most ``depth`` tables wait; order is kept (one thread); a write error surfaces at the
-    next ``write`` or at ``drain``.
-    """
-
-    def __init__(self, writer: _PartWriter, depth: int = 2) -> None:
-        self.writer = writer
-        self.depth = depth
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
-        self._pending: deque[Future[None]] = deque()
-
-    def write(self, table: pa.Table) -> None:
-        while len(self._pending) >= self.depth:
-            self._pending.popleft().result()
-        self._pending.append(self._thread.submit(self.writer.write, table))
-
-    def drain(self) -> None:
-        """Wait for every queued write; raises the first write error."""
         try:
-            while self._pending:
-                self._pending.popleft().result()
+            for batch in batches:
+                if should_stop and should_stop():
+                    raise JobCancelledError("The job was cancelled.")
+                frame = transform_batch(batch, source, plan, failures)
+                result.rows_per_source[source.label] += frame.height
+                result.rows_written += frame.height
+                if on_rows:
+                    on_rows(result.rows_written)
+                yield frame
         finally:
-            self._thread.shutdown(wait=True, cancel_futures=True)
+            batches.close()
 
-    def discard(self) -> None:
-        """Stop after a failure elsewhere: wait for the thread, keep that first error."""
-        self._thread.shutdown(wait=True, cancel_futures=True)
-        self._pending.clear()
+
+def _write_parts(
+    frames: Iterator[pl.DataFrame],
+    storage: Storage,
+    folder: str,
+    schema: pl.Schema,
+    *,
+    part_rows: int,
+    row_group_rows: int,
+) -> list[str]:
+    """Parquet parts of about ``part_rows`` rows each; at least one, if only with the schema.
+
+    Each part is a streaming polars sink fed by ``frames``: it encodes row groups on polars'
+    threads while the next batches are read and transformed, holding only a few batches.
+    """
+    parts: list[str] = []
+    head = next(frames, None)
+    while head is not None or not parts:
+
+        def part_frames(*_pushdown: object, first: pl.DataFrame | None = head):
+            nonlocal head
+            rows, frame = 0, first
+            while frame is not None:
+                yield frame
+                rows += frame.height
+                frame = next(frames, None)
+                if rows >= part_rows:
+                    break
+            head = frame  # the first frame of the next part, if any
+
+        path = f"{folder}/part-{len(parts):05d}.parquet"
+        parts.append(path)
+        target, storage_options = storage.native_target(path)
+        register_io_source(part_frames, schema=schema, validate_schema=True).sink_parquet(
+            target,
+            storage_options=storage_options,
+            mkdir=True,
+            compression="zstd",
+            compression_level=ZSTD_LEVEL,
+            row_group_size=row_group_rows,
+        )
+        if head is None:
+            break
+    return parts
 
 
 def write_version(
@@ -220,50 +196,33 @@ def write_version(
     batch_rows: int,
     part_rows: int,
     timeout: float,
-    on_rows=None,
-    should_stop=None,
+    on_rows: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BuildResult:
     """Stream every source of the plan into Parquet parts under ``folder``."""
     started = time.perf_counter()
     result = BuildResult(version=0, location=None)
     failures: Counter[str] = Counter()
-    coded = {c.output_name for s in plan.sources for c in s.columns if c.value_map}
-    writer = _PartWriter(
-        storage,
-        folder,
-        arrow_schema(plan),
-        part_rows,
-        dictionary_columns=[*PROVENANCE_COLUMNS, *sorted(coded)],
+    frames = _transformed_frames(
+        plan,
+        result,
+        failures,
+        batch_rows=batch_rows,
+        timeout=timeout,
+        on_rows=on_rows,
+        should_stop=should_stop,
     )
-    behind = _WriteBehind(writer)
     try:
-        for source in plan.sources:
-            rows = 0
-            batches = read_ahead(
-                read_source(source, limit=None, batch_rows=batch_rows, timeout=timeout)
-            )
-            try:
-                for batch in batches:
-                    if should_stop and should_stop():
-                        raise JobCancelledError("The job was cancelled.")
-                    frame = transform_batch(batch, source, plan, failures)
-                    behind.write(frame.to_arrow(compat_level=_ARROW_LEVEL))
-                    rows += frame.height
-                    result.rows_written += frame.height
-                    if on_rows:
-                        on_rows(result.rows_written)
-            finally:
-                batches.close()
-            result.rows_per_source[source.label] = rows
-        behind.drain()
-        if not writer.parts:  # every source was empty: still one (empty) part with the schema
-            writer._roll()
-    except BaseException:
-        behind.discard()
-        raise
+        result.parts = _write_parts(
+            frames,
+            storage,
+            folder,
+            plan.schema,
+            part_rows=part_rows,
+            row_group_rows=batch_rows,
+        )
     finally:
-        writer.close()
-    result.parts = writer.parts
+        frames.close()
     result.cast_failures = dict(failures)
     result.seconds = time.perf_counter() - started
     return result

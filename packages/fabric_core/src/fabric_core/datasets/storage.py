@@ -5,23 +5,43 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import IO, Any
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from fabric_core.settings import Settings
 
-UPLOAD_PART_BYTES = 8 * 2**20
+
+def _object_store_options(
+    settings: Settings, key: str | None, secret: str | None
+) -> dict[str, str]:
+    """Settings in the spelling of object_store, the S3 client inside polars."""
+    options = {"aws_region": settings.s3_region}
+    if key and secret:
+        options |= {"aws_access_key_id": key, "aws_secret_access_key": secret}
+    if settings.s3_endpoint_url:
+        options["aws_endpoint_url"] = settings.s3_endpoint_url
+        if settings.s3_endpoint_url.startswith("http://"):
+            options["aws_allow_http"] = "true"
+    return options
 
 
 class Storage:
     """Paths, writes and reads under one root (``/abs/folder`` or ``bucket/prefix``)."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, scheme: str) -> None:
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        root: str,
+        scheme: str,
+        native_options: dict[str, str] | None = None,
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.scheme = scheme
+        # The same credentials for writers with their own S3 client (polars' object_store).
+        self.native_options = native_options
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
@@ -29,15 +49,19 @@ class Storage:
         if url.startswith("s3://"):
             import s3fs
 
+            key = settings.s3_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+            secret = settings.s3_secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
             fs = s3fs.S3FileSystem(
-                key=settings.s3_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID"),
-                secret=settings.s3_secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                key=key,
+                secret=secret,
                 endpoint_url=settings.s3_endpoint_url,
                 client_kwargs={"region_name": settings.s3_region},
                 # Listings change under us while versions are written and cleaned up.
                 use_listings_cache=False,
             )
-            return cls(fs, url.removeprefix("s3://"), "s3")
+            return cls(
+                fs, url.removeprefix("s3://"), "s3", _object_store_options(settings, key, secret)
+            )
         path = settings.storage_path.resolve()
         return cls(LocalFileSystem(auto_mkdir=True), str(path), "file")
 
@@ -53,12 +77,16 @@ class Storage:
     def version_dir(self, name: str, version: int) -> str:
         return self.path("datasets", name, f"v{version}")
 
-    def open_write(self, path: str) -> IO[bytes]:
+    def native_target(self, path: str) -> tuple[str, dict[str, str] | None]:
+        """``path`` as a URL and options for a writer with its own file and S3 clients.
+
+        Parquet parts are written that way: through a Python file object, every write takes
+        the GIL and s3fs holds whole upload parts, which made peak memory grow with the part
+        size (docs/benchmarks.md).
+        """
         if self.scheme == "s3":
-            # Multipart uploads of 8 MiB: s3fs would otherwise hold up to 50 MiB per open file
-            # and make peak memory grow with the part size (docs/benchmarks.md).
-            return self.fs.open(path, "wb", block_size=UPLOAD_PART_BYTES)
-        return self.fs.open(path, "wb")
+            return self.url(path), self.native_options
+        return path, None
 
     def write_json(self, path: str, document: dict[str, Any]) -> None:
         with self.fs.open(path, "wb") as handle:
