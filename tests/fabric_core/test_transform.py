@@ -1,9 +1,10 @@
-"""Casts into the unified types: what does not fit becomes null, never something else."""
+"""Casts into the unified types and value mappings: what does not fit becomes null."""
 
 from __future__ import annotations
 
 import polars as pl
-from fabric_core.datasets.transform import cast_expr
+import pytest
+from fabric_core.datasets.transform import cast_expr, map_values
 
 
 def _cast(values, source, target):
@@ -31,3 +32,32 @@ def test_naive_datetimes_are_taken_as_utc():
 
     values = _cast([datetime(2024, 1, 1, 12)], pl.Datetime("us"), pl.Datetime("us", "UTC"))
     assert values[0].isoformat() == "2024-01-01T12:00:00+00:00"
+
+
+def _map(values, dtype, value_map):
+    frame = pl.DataFrame({"x": values}, schema={"x": dtype})
+    return frame.select(map_values(pl.col("x"), dtype, value_map).alias("x"))["x"].to_list()
+
+
+# A few codes are compared one by one, many go through a hash join: both must agree.
+FEW = {"1": "M", "2": "F", "01": "never", "3": None}
+MANY = {**FEW, **{str(n): f"code {n}" for n in range(10, 30)}}
+
+
+@pytest.mark.parametrize("value_map", [FEW, MANY], ids=["few", "many"])
+def test_codes_match_in_their_text_form(value_map):
+    # Integers: 1 matches "1", never "01"; 3 is mapped to null; unmapped 7 keeps its text.
+    assert _map([1, 2, 3, 7, None, 1], pl.Int16(), value_map) == ["M", "F", None, "7", None, "M"]
+    assert _map(["1", "01", "3", "x", None], pl.String(), value_map) == [
+        "M",
+        "never",
+        None,
+        "x",
+        None,
+    ]
+    assert _map([1.0, 2.5], pl.Float64(), value_map) == ["1.0", "2.5"]
+    assert _map([True, False], pl.Boolean(), {"true": "yes"}) == ["yes", "false"]
+
+
+def test_only_non_canonical_codes_leave_integers_as_text():
+    assert _map([1, 2], pl.Int64(), {"01": "one", "+2": "two"}) == ["1", "2"]
