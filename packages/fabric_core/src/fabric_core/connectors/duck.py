@@ -35,8 +35,6 @@ def connect(*extensions: str, threads: int = 2) -> duckdb.DuckDBPyConnection:
     # The default (under 1 MB) is smaller than one Arrow batch, so a streamed scan stops and
     # restarts its pipeline many times per batch: a quarter more CPU (docs/benchmarks.md).
     connection.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
-    # polars takes string views as they are; offset strings it would convert, batch by batch.
-    connection.execute("SET produce_arrow_string_view = true")
     for name in extensions:
         connection.execute(f"LOAD '{extension_path(name)}'")
     return connection
