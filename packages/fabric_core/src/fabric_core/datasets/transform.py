@@ -127,12 +127,14 @@ def transform_batch(
             continue
         value = pl.col(column.source_name)
         dtype = frame.schema[column.source_name]
-        nulls_before[output.name] = frame[column.source_name].null_count()
+        before: int | pl.Expr = frame[column.source_name].null_count()
         if column.value_map:
             value = map_values(value, dtype, column.value_map)
             dtype = pl.String()
             # A code mapped to null is a choice, not a failed cast.
-            nulls_before[output.name] = value.null_count().alias(output.name)
+            before = value.null_count().alias(output.name)
+        if dtype != output.dtype and not isinstance(output.dtype, pl.String):
+            nulls_before[output.name] = before  # only these casts can fail
         exprs.append(cast_expr(value, dtype, output.dtype).alias(output.name))
     result = frame.select(exprs)
     mapped_nulls = {k: v for k, v in nulls_before.items() if isinstance(v, pl.Expr)}
