@@ -74,6 +74,24 @@ def test_create_read_update_delete(api):
     assert api.get(f"/api/data-connections/{connection_id}").status_code == 404
 
 
+def test_moving_a_connection_needs_its_password_again(api):
+    created = api.post("/api/data-connections", json=_pg_body()).json()
+    url = f"/api/data-connections/{created['id']}"
+    for change in ({"host": "collector.example"}, {"port": 6543}, {"kind": "mysql"}):
+        refused = api.patch(url, json=change)
+        assert refused.status_code == 422, change
+        assert "password" in refused.json()["detail"]
+    assert api.get(url).json()["host"] == PG_HOST and api.get(url).json()["port"] == 5432
+    # The same values, other fields, or the password sent along are fine.
+    assert api.patch(url, json={"host": PG_HOST, "database": "template1"}).status_code == 200
+    moved = api.patch(url, json={"host": "localhost", "password": "pg-Secret-123"})
+    assert moved.status_code == 200 and moved.json()["has_password"] is True
+    cleared = api.patch(url, json={"port": 5433, "password": None})
+    assert cleared.status_code == 200 and cleared.json()["has_password"] is False
+    # Without a stored password there is nothing to protect.
+    assert api.patch(url, json={"host": "elsewhere"}).status_code == 200
+
+
 def test_port_defaults_per_kind(api):
     body = _pg_body(name="m", kind="mysql", host=MYSQL_HOST, port=None, password=None)
     created = api.post("/api/data-connections", json=body).json()

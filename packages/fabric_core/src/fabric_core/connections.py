@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -89,6 +91,7 @@ def update_connection(
         raise InvalidInputError("name cannot be cleared.")
     if "kind" in changes and changes["kind"] is None:
         raise InvalidInputError("kind cannot be cleared.")
+    _refuse_moving_the_password(connection, changes)
     if "password" in changes:
         password = changes.pop("password")
         connection.password_encrypted = box.encrypt(password) if password is not None else None
@@ -101,6 +104,22 @@ def update_connection(
     _validate(connection)
     _flush_unique_name(session, connection.name)
     return connection
+
+
+# Where the stored password would be sent: changing one of these without the password would let
+# anyone allowed to edit a connection test it against a server of theirs and collect it.
+_DESTINATION = ("kind", "host", "port")
+
+
+def _refuse_moving_the_password(connection: Connection, changes: dict[str, Any]) -> None:
+    if connection.password_encrypted is None or "password" in changes:
+        return
+    moved = [f for f in _DESTINATION if f in changes and changes[f] != getattr(connection, f)]
+    if moved:
+        raise InvalidInputError(
+            f"Changing {', '.join(moved)} would send the stored password to another server: "
+            "send the password again in the same request (or null to clear it)."
+        )
 
 
 def delete_connection(session: Session, connection_id: int) -> None:
