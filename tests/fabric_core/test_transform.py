@@ -27,6 +27,33 @@ def test_text_casts():
     ]
 
 
+def test_text_datetimes_in_any_iso_spelling_even_mixed():
+    values = [
+        "2024-02-01 10:00:00+02:00",
+        "2024-02-01T10:00:00Z",
+        " 2024-02-01 10:00:00.25 ",
+        "2024-02-01T10:00",
+        "2024-02-01",
+        "2024-13-01",
+        "01/02/2024",
+        None,
+    ]
+    parsed = _cast(values, pl.String(), pl.Datetime("us", "UTC"))
+    assert [v.isoformat() if v else None for v in parsed] == [
+        "2024-02-01T08:00:00+00:00",
+        "2024-02-01T10:00:00+00:00",
+        "2024-02-01T10:00:00.250000+00:00",
+        "2024-02-01T10:00:00+00:00",
+        "2024-02-01T00:00:00+00:00",
+        None,
+        None,
+        None,
+    ]
+    # The first value does not decide the spelling of the rest.
+    dates = _cast(["2024-02-01 23:00:00", "2024-02-02", "x"], pl.String(), pl.Date())
+    assert [str(d) if d else None for d in dates] == ["2024-02-01", "2024-02-02", None]
+
+
 def test_naive_datetimes_are_taken_as_utc():
     from datetime import datetime
 
