@@ -183,8 +183,6 @@ def _write_parts(
             compression_level=ZSTD_LEVEL,
             row_group_size=row_group_rows,
         )
-        if head is None:
-            break
     return parts
 
 

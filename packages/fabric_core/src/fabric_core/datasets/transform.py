@@ -67,7 +67,7 @@ def _is_int_text(code: str) -> bool:
 # ISO 8601 as databases and programs write it. A fixed list, not polars' guess from each batch's
 # first value: a guess fits one spelling, and a column (or a batch) mixing them would lose the
 # others. Fixed formats are also faster than the guess (0.21 s against 0.38 s per 1M values).
-DATETIME_FORMATS = (
+_DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",  # with an offset or Z: converted to UTC
     "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%.f",  # without one: taken as UTC
@@ -78,12 +78,12 @@ DATETIME_FORMATS = (
 )
 
 
-def parse_datetime(text: pl.Expr) -> pl.Expr:
+def _parse_datetime(text: pl.Expr) -> pl.Expr:
     """Text as a UTC datetime (microseconds), null where no ISO 8601 spelling fits."""
     stripped = text.str.strip_chars()
     return pl.coalesce(
         stripped.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
-        for fmt in DATETIME_FORMATS
+        for fmt in _DATETIME_FORMATS
     )
 
 
@@ -98,9 +98,9 @@ def cast_expr(expr: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Exp
             lowered = expr.str.strip_chars().str.to_lowercase()
             return pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False)
         if isinstance(target, pl.Date):
-            return parse_datetime(expr).dt.date()
+            return _parse_datetime(expr).dt.date()
         if isinstance(target, pl.Datetime):
-            return parse_datetime(expr)
+            return _parse_datetime(expr)
         if isinstance(target, pl.Time):
             return expr.str.strip_chars().str.to_time(strict=False)
         if isinstance(target, pl.Int64):
