@@ -27,7 +27,7 @@ What it does:
    - **DuckDB peer**: ``COPY (SELECT * FROM postgres_scan(...)) TO 's3://...' (FORMAT parquet,
      COMPRESSION zstd)`` with httpfs, in a DuckDB set up like Fabric's reader (2 threads,
      512 MB). Without the httpfs wheel it writes a local file instead, labelled as such.
-   - **Fabric**: ``run_dataset_job`` on a dataset queued (in the parent) with
+   - **Fabric**: ``run_job`` on a dataset queued (in the parent) with
      ``selection_mode="tables"``; wall time of that call, job stats and peak RSS.
    - **Fabric, small table**: the same build of ``t_small``, for peak RSS at the smaller size.
 
@@ -135,7 +135,7 @@ class SeaweedFS:
 
 
 def start_seaweedfs(folder: Path) -> SeaweedFS:
-    from fabric_core.serving import free_port
+    from fabric_web.serving import free_port
 
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
@@ -445,8 +445,9 @@ def duckdb_peer(database: str, table: str, server: dict[str, Any], target: str) 
 
 
 def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
-    """``run_dataset_job`` of a queued job; wall time, the job's stats, RSS before the build."""
-    from fabric_core.datasets.jobs import run_dataset_job
+    """``run_job`` of a queued dataset job; wall time, the job's stats, RSS before the build."""
+    from fabric_core.job_kinds import DATASET
+    from fabric_core.job_runner import run_job
     from fabric_core.jobs import get_job
     from fabric_core.runtime import create_runtime
     from fabric_core.settings import Settings
@@ -455,13 +456,7 @@ def fabric_build(settings_json: str, job_id: str) -> dict[str, Any]:
     try:
         rss_before = _peak_rss_mb()
         cpu, started = _cpu_seconds(), time.perf_counter()
-        claimed = run_dataset_job(
-            runtime.session_factory,
-            job_id,
-            box=runtime.box,
-            settings=runtime.settings,
-            storage=runtime.storage,
-        )
+        claimed = run_job(DATASET, runtime, job_id)
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         with runtime.session_factory() as session:
             job = get_job(session, job_id)

@@ -20,8 +20,8 @@ import psycopg
 import pymysql
 import pytest
 from fabric_core.runtime import Runtime, create_runtime
-from fabric_core.serving import free_port
 from fabric_core.settings import Settings
+from fabric_web.serving import free_port
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 MYSQL_HOST, MYSQL_PORT, MYSQL_USER = "127.0.0.1", 3306, "root"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fabric_core.schemas import TERMINAL_STATUSES
-from fabric_core.serving import free_port, serve_in_thread
+from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings
 from fabric_dataset.app import create_app as create_dataset
 from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
+from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
 
 
@@ -41,10 +40,6 @@ def running_stack(
 
 
 def wait_for_job(client: TestClient, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in TERMINAL_STATUSES:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end within {timeout} s")
+    return wait_for_job_end(
+        lambda: client.get(f"/api/jobs/{job_id}").json(), poll_interval=0.05, timeout=timeout
+    )

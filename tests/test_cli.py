@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import pg_url
-from fabric_core.serving import free_port
+from fabric_web.serving import free_port
 
 FABRIC = [sys.executable, "-m", "fabric_core.cli"]
 

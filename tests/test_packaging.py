@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMBERS = ("fabric_core", "fabric_sync", "fabric_dataset", "fabric_gateway")
+MEMBERS = ("fabric_core", "fabric_web", "fabric_sync", "fabric_dataset", "fabric_gateway")
 
 
 @pytest.fixture(scope="module")

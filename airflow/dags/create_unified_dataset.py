@@ -11,69 +11,7 @@ once. A retry never builds a job twice. When the task finally fails, the Fabric 
 marked failed with the reason.
 """
 
-from __future__ import annotations
+from fabric_core.airflow_dag import job_dag
+from fabric_core.job_kinds import DATASET
 
-import os
-from datetime import timedelta
-
-from airflow.sdk import Param, dag, task
-
-POOL = "dataset_pool"
-RETRIES = int(os.environ.get("FABRIC_TASK_RETRIES", "4"))
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("FABRIC_TASK_RETRY_DELAY_SECONDS", "10")))
-
-
-def _service_url(connection_class, conn_id: str) -> str | None:
-    """The service's base URL from an Airflow HTTP connection, if one is set up."""
-    try:
-        conn = connection_class.get(conn_id)
-    except Exception:  # not set up: the FABRIC_*_URL settings decide
-        return None
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
-
-
-def _record_failure(context) -> None:
-    from fabric_core.airflow_tasks import mark_job_failed
-
-    job_id = context["params"]["job_id"]
-    mark_job_failed(job_id, f"Airflow task failed: {context.get('exception')}")
-
-
-@dag(
-    dag_id="create_unified_dataset",
-    schedule=None,
-    catchup=False,
-    is_paused_upon_creation=False,
-    max_active_runs=64,
-    tags=["fabric"],
-    params={
-        "job_id": Param(type="string", minLength=1, description="Fabric job id"),
-        "request": Param(type="object", description="The dataset request"),
-    },
-    doc_md=__doc__,
-)
-def create_unified_dataset():
-    @task(
-        pool=POOL,
-        retries=RETRIES,
-        retry_delay=RETRY_DELAY,
-        retry_exponential_backoff=True,
-        max_retry_delay=timedelta(minutes=5),
-        on_failure_callback=_record_failure,
-    )
-    def build_dataset(params=None) -> dict:
-        """Submit the dataset job to the dataset service and wait for it to end."""
-        from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowFailException
-        from fabric_core.airflow_tasks import PermanentTaskError, create_dataset_task
-
-        url = _service_url(Connection, "fabric_dataset")
-        try:
-            return create_dataset_task(params["job_id"], dict(params["request"]), dataset_url=url)
-        except PermanentTaskError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    build_dataset()
-
-
-create_unified_dataset()
+create_unified_dataset = job_dag(DATASET, __doc__)

@@ -17,13 +17,13 @@ from catalog_helpers import register, sync, tables_by_name
 from conftest import PG_HOST, PG_PORT, PG_USER
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.polling import wait_for_job_end
 from fabric_core.runtime import create_runtime
-from fabric_core.schemas import TERMINAL_STATUSES
-from fabric_core.serving import free_port, serve_in_thread
 from fabric_core.settings import Settings
 from fabric_dataset.app import create_app as create_dataset
 from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
+from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
 
 pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
@@ -107,13 +107,14 @@ def _wait_for_dags(client: AirflowClient, timeout: float = 120) -> None:
 
 def _wait_all(gateway, job_ids: list[str], timeout: float = 600) -> dict[str, dict]:
     deadline = time.monotonic() + timeout
-    jobs: dict[str, dict] = {}
-    while time.monotonic() < deadline:
-        jobs = {job_id: gateway.get(f"/api/jobs/{job_id}").json() for job_id in job_ids}
-        if all(job["status"] in TERMINAL_STATUSES for job in jobs.values()):
-            return jobs
-        time.sleep(1)
-    raise AssertionError(f"jobs still running: {[j for j in jobs.values()]}")
+    return {
+        job_id: wait_for_job_end(
+            lambda job_id=job_id: gateway.get(f"/api/jobs/{job_id}").json(),
+            poll_interval=1,
+            timeout=max(1.0, deadline - time.monotonic()),
+        )
+        for job_id in job_ids
+    }
 
 
 def _sqlite_source(path, rows: int) -> None:

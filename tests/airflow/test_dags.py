@@ -76,11 +76,36 @@ def test_dag_settings(dagbag, dag_id, task_id, pool, params):
     }
 
 
-def test_dag_files_import_no_fabric_package_at_parse_time():
+def test_dag_files_are_declarations_of_job_kinds():
     for path in DAGS.glob("*.py"):
-        top_level = [
+        imports = [
             line
             for line in path.read_text().splitlines()
             if line.startswith(("import ", "from ")) and "fabric" in line
         ]
-        assert top_level == [], path.name
+        assert imports == [
+            "from fabric_core.airflow_dag import job_dag",
+            f"from fabric_core.job_kinds import {'SYNC' if 'sync' in path.name else 'DATASET'}",
+        ], path.name
+
+
+_HEAVY = ("polars", "pyarrow", "duckdb", "connectorx", "fastapi", "s3fs", "psycopg", "pymysql")
+
+
+def test_parsing_a_dag_file_loads_no_heavy_library():
+    """Airflow parses DAG files often: what they import stays light."""
+    pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
+    probe = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        f"print(sorted(m for m in {_HEAVY!r} if m in sys.modules))"
+    )
+    for path in DAGS.glob("*.py"):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "AIRFLOW__CORE__UNIT_TEST_MODE": "True"},
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1] == "[]", path.name

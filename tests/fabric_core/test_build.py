@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from fabric_core.datasets.build import write_version
-from fabric_core.datasets.jobs import queue_dataset, run_dataset_job
+from fabric_core.datasets.jobs import queue_dataset
 from fabric_core.datasets.plan import plan_dataset
+from fabric_core.job_kinds import DATASET
+from fabric_core.job_runner import run_job
 from fabric_core.jobs import get_job
 from fabric_core.schemas import DatasetRequest
 
@@ -95,9 +98,7 @@ def test_a_write_error_fails_the_job_and_removes_what_was_written(runtime, sourc
     blocker = Path(runtime.storage.version_dir("doomed", 1)) / "part-00001.parquet"
     blocker.mkdir(parents=True)
     settings = settings.model_copy(update={"dataset_batch_rows": 1000, "dataset_part_rows": 2500})
-    run_dataset_job(
-        runtime.session_factory, job.id, box=runtime.box, settings=settings, storage=runtime.storage
-    )
+    run_job(DATASET, dataclasses.replace(runtime, settings=settings), job.id)
     with runtime.session_factory() as session:
         ended = get_job(session, job.id)
     assert ended.status == "failed" and "part-00001.parquet" in ended.error

@@ -114,9 +114,10 @@ def test_missing_file_is_unreachable_and_not_created(runtime, tmp_path):
 def test_a_sync_lock_held_by_a_dead_worker_is_taken_over(runtime, source_file):
     from datetime import timedelta
 
+    from fabric_core.job_kinds import SYNC
+    from fabric_core.job_runner import run_job
     from fabric_core.jobs import claim_job, create_job, get_job
     from fabric_core.models import Connection, Job, utcnow
-    from fabric_core.sync_jobs import run_sync_job
     from sqlalchemy import update
 
     connection_id = register(runtime, name="file", kind="sqlite", database=str(source_file))
@@ -130,15 +131,7 @@ def test_a_sync_lock_held_by_a_dead_worker_is_taken_over(runtime, source_file):
         session.execute(
             update(Job).where(Job.id == dead_id).values(updated_at=utcnow() - timedelta(minutes=10))
         )
-    assert run_sync_job(
-        runtime.session_factory,
-        fresh_id,
-        connection_id,
-        box=runtime.box,
-        timeout=5,
-        lock_timeout=5,
-        stale_after=120,
-    )
+    assert run_job(SYNC, runtime, fresh_id)
     with runtime.session_factory() as session:
         assert get_job(session, fresh_id).status == "success"
         assert get_job(session, dead_id).status == "failed"

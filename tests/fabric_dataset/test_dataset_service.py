@@ -8,7 +8,8 @@ import time
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from fabric_core.datasets.jobs import queue_dataset
-from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
+from fabric_core.polling import wait_for_job_end
+from fabric_core.schemas import DatasetRequest
 from fabric_dataset.app import create_app
 from fastapi.testclient import TestClient
 
@@ -39,13 +40,9 @@ def queued(service, tmp_path):
 
 
 def _wait(service, job_id):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = service.get(f"/status/{job_id}").json()
-        if status["status"] in TERMINAL_STATUSES:
-            return status
-        time.sleep(0.05)
-    raise AssertionError("job did not end")
+    return wait_for_job_end(
+        lambda: service.get(f"/status/{job_id}").json(), poll_interval=0.05, timeout=30
+    )
 
 
 def test_a_job_submitted_twice_builds_once(service, queued, settings):
@@ -89,7 +86,8 @@ def test_health_checks_database_and_storage(service):
 def test_a_cancelled_build_stops_and_leaves_no_version(settings, tmp_path):
     import threading
 
-    from fabric_core.datasets.jobs import run_dataset_job
+    from fabric_core.job_kinds import DATASET
+    from fabric_core.job_runner import run_job
     from fabric_core.jobs import cancel_job, get_job
     from fabric_core.runtime import create_runtime
 
@@ -111,9 +109,8 @@ def test_a_cancelled_build_stops_and_leaves_no_version(settings, tmp_path):
     with runtime.session_factory.begin() as session:
         job, _ = queue_dataset(session, request, runtime.box, orchestrator="test")
     worker = threading.Thread(
-        target=run_dataset_job,
-        args=(runtime.session_factory, job.id),
-        kwargs={"box": runtime.box, "settings": runtime.settings, "storage": runtime.storage},
+        target=run_job,
+        args=(DATASET, runtime, job.id),
     )
     worker.start()
     deadline = time.monotonic() + 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import MYSQL_HOST, PG_HOST, PG_USER
-from fabric_core.serving import free_port
+from fabric_web.serving import free_port
 from service_helpers import running_stack
 
 

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
-from fabric_core.serving import free_port
+from fabric_web.serving import free_port
 from service_helpers import running_stack, wait_for_job
 
 pytestmark = pytest.mark.postgres

@@ -8,9 +8,9 @@ import time
 import pytest
 from catalog_helpers import register
 from fabric_core.jobs import create_job
-from fabric_core.schemas import TERMINAL_STATUSES
-from fabric_core.serving import free_port
+from fabric_core.polling import wait_for_job_end
 from fabric_sync.app import create_app
+from fabric_web.serving import free_port
 from fastapi.testclient import TestClient
 
 
@@ -36,13 +36,9 @@ def queued_job(service, tmp_path):
 
 
 def _wait(service, job_id):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = service.get(f"/status/{job_id}").json()
-        if status["status"] in TERMINAL_STATUSES:
-            return status
-        time.sleep(0.05)
-    raise AssertionError("job did not end")
+    return wait_for_job_end(
+        lambda: service.get(f"/status/{job_id}").json(), poll_interval=0.05, timeout=30
+    )
 
 
 def test_a_job_submitted_twice_runs_once(service, queued_job):

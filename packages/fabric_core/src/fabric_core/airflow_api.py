@@ -9,7 +9,12 @@ from urllib.parse import quote
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from fabric_core.errors import ConflictError, FabricError, NotFoundError, ServiceUnavailableError
+from fabric_core.errors import (
+    ConflictError,
+    DependencyError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 _retry_unavailable = retry(
     retry=retry_if_exception_type(ServiceUnavailableError),
@@ -66,7 +71,7 @@ class AirflowClient:
                 f"Airflow token endpoint answered {response.status_code}."
             )
         if response.status_code not in (200, 201):
-            raise FabricError(
+            raise DependencyError(
                 f"Airflow at {self.base_url} refused the credentials of "
                 f"{self._credentials['username']!r} ({response.status_code})."
             )
@@ -92,7 +97,7 @@ class AirflowClient:
         if response.status_code == 409:
             raise ConflictError(f"Airflow: {method} {path} conflicts: {response.text[:300]}")
         if response.status_code >= 400:
-            raise FabricError(
+            raise DependencyError(
                 f"Airflow refused {method} {path} ({response.status_code}): {response.text[:500]}"
             )
         return response.json() if response.content else None
@@ -155,7 +160,7 @@ class AirflowClient:
         )
         errors = (answer or {}).get("create", {}).get("errors") or []
         if errors:
-            raise FabricError(f"Airflow refused some of {path}: {errors}")
+            raise DependencyError(f"Airflow refused some of {path}: {errors}")
 
     def pools(self) -> dict[str, int]:
         answer = self.request("GET", "/api/v2/pools", params={"limit": 100})

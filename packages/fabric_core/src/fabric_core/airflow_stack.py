@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fabric_core.airflow_api import AirflowClient
-from fabric_core.errors import FabricError, ServiceUnavailableError
+from fabric_core.errors import ConfigurationError, ServiceUnavailableError
 from fabric_core.settings import Settings
 
 COMPONENTS: dict[str, list[str]] = {
@@ -41,7 +41,7 @@ def airflow_environment(settings: Settings, *, home: Path, host: str, port: int)
     """Environment for every Airflow component: one config, one secret, loopback only."""
     dags = settings.airflow_dags_folder or default_dags_folder()
     if not dags.is_dir():
-        raise FabricError(f"No DAG folder at {dags}; set FABRIC_AIRFLOW_DAGS_FOLDER.")
+        raise ConfigurationError(f"No DAG folder at {dags}; set FABRIC_AIRFLOW_DAGS_FOLDER.")
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "simple_auth_manager_passwords.json"
     passwords.write_text(json.dumps({settings.airflow_username: settings.airflow_password}))
@@ -104,7 +104,7 @@ class AirflowProcesses:
 
 def require_airflow() -> None:
     if importlib.util.find_spec("airflow") is None:
-        raise FabricError("Airflow is not installed: run `uv sync --group airflow`.")
+        raise ConfigurationError("Airflow is not installed: run `uv sync --group airflow`.")
 
 
 def start_airflow(
@@ -128,7 +128,7 @@ def start_airflow(
         timeout=600,
     )
     if migrate.returncode != 0:
-        raise FabricError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
+        raise ConfigurationError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
     stack = AirflowProcesses()
     for name, args in COMPONENTS.items():
         extra = ["--host", host, "--port", str(port)] if name == "api-server" else []
@@ -153,7 +153,7 @@ def wait_until_healthy(
     while time.monotonic() < deadline:
         if not stack.alive():
             dead = [n for n, p in stack.processes.items() if p.poll() is not None]
-            raise FabricError(f"Airflow component(s) exited: {', '.join(dead)}")
+            raise ServiceUnavailableError(f"Airflow component(s) exited: {', '.join(dead)}")
         try:
             health = client.health()
             if _fresh(health, "scheduler", stack.started_at) and _fresh(
@@ -164,7 +164,7 @@ def wait_until_healthy(
         except ServiceUnavailableError as exc:
             last = exc.message
         time.sleep(1)
-    raise FabricError(f"Airflow was not healthy within {timeout:.0f} s: {last}")
+    raise ServiceUnavailableError(f"Airflow was not healthy within {timeout:.0f} s: {last}")
 
 
 def _fresh(health: dict, component: str, since: datetime) -> bool:

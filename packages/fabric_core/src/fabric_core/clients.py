@@ -1,32 +1,24 @@
-"""HTTP clients of Fabric's services and the task code that drives a job through one.
-
-The local orchestrator and the Airflow DAGs call the same :func:`run_sync_task`, so a job
-behaves the same whichever orchestrator runs it.
-"""
+"""The HTTP client of Fabric's services."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from fabric_core.errors import (
     ConflictError,
-    FabricError,
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
 )
-from fabric_core.schemas import TERMINAL_STATUSES
-
-
-class JobFailedError(FabricError):
-    """The service ran the job and it ended failed or cancelled."""
+from fabric_core.job_kinds import JobKind
+from fabric_core.polling import wait_for_job_end
 
 
 class ServiceClient:
-    """A thin JSON client of one Fabric service."""
+    """A thin JSON client of one Fabric service; its errors are Fabric's errors."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -64,6 +56,10 @@ class ServiceClient:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health")
 
+    def submit_job(self, kind: JobKind, job_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Hand a queued job to the service; a job it already knows is not run again."""
+        return self.request("POST", kind.process_path, json=kind.request_body(job_id, params))
+
     def job_status(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/status/{job_id}")
 
@@ -71,16 +67,9 @@ class ServiceClient:
         self, job_id: str, *, poll_interval: float = 0.5, timeout: float | None = None
     ) -> dict[str, Any]:
         """Poll ``/status/{job_id}`` until the job ends; returns its last status."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.job_status(job_id)
-            if status["status"] in TERMINAL_STATUSES:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise ServiceUnavailableError(
-                    f"Job {job_id} still {status['status']} after {timeout} s."
-                )
-            time.sleep(poll_interval)
+        return wait_for_job_end(
+            lambda: self.job_status(job_id), poll_interval=poll_interval, timeout=timeout
+        )
 
 
 def _detail(response: httpx.Response) -> str:
@@ -89,55 +78,3 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:500]
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
-
-
-class SyncServiceClient(ServiceClient):
-    def submit_sync(self, job_id: str, connection_id: int) -> dict[str, Any]:
-        return self.request(
-            "POST", "/process-sync", json={"job_id": job_id, "connection_id": connection_id}
-        )
-
-
-class DatasetServiceClient(ServiceClient):
-    def submit_dataset(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/process-dataset-creation", json={**request, "job_id": job_id})
-
-    def preview(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/preview-dataset-creation", json=request)
-
-
-def run_dataset_task(
-    client: DatasetServiceClient,
-    job_id: str,
-    request: dict[str, Any],
-    *,
-    poll_interval: float = 0.5,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Submit a dataset job to the dataset service and wait for its end (see run_sync_task)."""
-    client.submit_dataset(job_id, request)
-    return _ended_well(client.wait_for_job(job_id, poll_interval=poll_interval, timeout=timeout))
-
-
-def _ended_well(status: dict[str, Any]) -> dict[str, Any]:
-    if status["status"] != "success":
-        raise JobFailedError(f"Job {status['id']} {status['status']}: {status.get('error')}")
-    return status
-
-
-def run_sync_task(
-    client: SyncServiceClient,
-    job_id: str,
-    connection_id: int,
-    *,
-    poll_interval: float = 0.5,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Submit a sync job to the sync service and wait for its end, holding the caller's slot.
-
-    Raises:
-        JobFailedError: the job ended failed or cancelled (its message says why).
-        ServiceUnavailableError: the service did not answer (retryable).
-    """
-    client.submit_sync(job_id, connection_id)
-    return _ended_well(client.wait_for_job(job_id, poll_interval=poll_interval, timeout=timeout))

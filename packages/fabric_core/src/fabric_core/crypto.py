@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from fabric_core.errors import FabricError
+from fabric_core.errors import ConfigurationError
 
 
 class SecretBox:
@@ -27,7 +27,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise FabricError(
+            raise ConfigurationError(
                 "A stored password cannot be decrypted: FABRIC_SECRET_KEY differs from the key "
                 "it was saved with. Restore that key or set the connection's password again."
             ) from exc

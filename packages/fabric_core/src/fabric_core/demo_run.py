@@ -1,53 +1,62 @@
-"""The demo's steps: start the services in-process, register sources, sync, browse."""
+"""The demo's steps: start the services, register sources, sync, browse, map, build."""
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Callable
 
 import httpx
 
+from fabric_core.db import create_metadata_engine
 from fabric_core.demo import create_demo_sources
-from fabric_core.schemas import TERMINAL_STATUSES
+from fabric_core.launcher import free_port, settings_env, start_services
+from fabric_core.migrate import upgrade_database
+from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Register the sample sources through the gateway, sync them and print the catalog."""
-    from fabric_dataset.app import create_app as create_dataset
-    from fabric_gateway.app import create_app as create_gateway
-    from fabric_sync.app import create_app as create_sync
+    """Register the sample sources through the gateway, sync them, map them, build a dataset.
 
-    from fabric_core.serving import free_port, serve_in_thread
-
+    The gateway and the services run as their own processes, as ``fabric up`` starts them.
+    """
     settings.ensure_home()
     sources = create_demo_sources(settings.home / "demo")
     for name, (path, created) in sources.items():
         echo(f"source {name:8} {'created' if created else 'reused '} {path}")
 
-    sync_port, dataset_port = free_port(), free_port()
+    engine = create_metadata_engine(settings.resolved_database_url)
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+    settings.resolved_secret_key()  # one key, made before three processes look for it
+    ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     settings = settings.model_copy(
         update={
-            "sync_url": f"http://127.0.0.1:{sync_port}",
-            "dataset_url": f"http://127.0.0.1:{dataset_port}",
+            **ports,
+            "bind_host": "127.0.0.1",
+            "orchestrator": "local",
+            "sync_url": f"http://127.0.0.1:{ports['sync_port']}",
+            "dataset_url": f"http://127.0.0.1:{ports['dataset_port']}",
             "job_poll_interval": 0.1,
+            "auto_migrate": False,
         }
     )
-    servers = [
-        serve_in_thread(create_sync(settings), port=sync_port),
-        serve_in_thread(create_dataset(settings), port=dataset_port),
-    ]
-    gateway_server = serve_in_thread(create_gateway(settings))
-    servers.insert(0, gateway_server)
-    echo(f"metadata DB {settings.resolved_database_url}")
-    echo(f"services: gateway {gateway_server.url}, sync {servers[1].url}, dataset {servers[2].url}")
+    services = start_services(settings, {**os.environ, **settings_env(settings)})
+    gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
     try:
-        with httpx.Client(base_url=gateway_server.url, timeout=60) as api:
+        services.wait_until_ready()
+        echo(f"metadata DB {settings.resolved_database_url}")
+        echo(
+            f"services: gateway {gateway_url}, sync {settings.resolved_sync_url}, "
+            f"dataset {settings.resolved_dataset_url}"
+        )
+        with httpx.Client(base_url=gateway_url, timeout=60) as api:
             tables = _register_sync_and_browse(api, sources, echo)
             _map_and_build(api, tables, echo)
     finally:
-        for server in servers:
-            server.stop()
+        services.stop()
 
 
 def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
@@ -144,6 +153,12 @@ DEMO_VALUE_CODES = {
 DEMO_DATASET = "customers"
 
 
+def _created_or_existing(answer: httpx.Response) -> None:
+    """A mapping the demo asked for exists now (409: a re-run made it before)."""
+    if answer.status_code not in (201, 409):
+        answer.raise_for_status()
+
+
 def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
     def column_id(table: str, column: str) -> int:
         return next(c["id"] for c in tables[table]["columns"] if c["name"] == column)
@@ -157,17 +172,24 @@ def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
             .json()
         )
         for table, column in sources:
-            api.post(  # 409 on a re-run: already mapped
-                "/api/column-mappings",
-                json={"column_id": column_id(table, column), "unified_column_id": unified["id"]},
+            _created_or_existing(
+                api.post(
+                    "/api/column-mappings",
+                    json={
+                        "column_id": column_id(table, column),
+                        "unified_column_id": unified["id"],
+                    },
+                )
             )
     for (table, column), codes in DEMO_VALUE_CODES.items():
-        api.post(  # 409 on a re-run: already mapped
-            "/api/value-mappings",
-            json={
-                "column_id": column_id(table, column),
-                "mappings": [{"source_value": s, "target_value": t} for s, t in codes.items()],
-            },
+        _created_or_existing(
+            api.post(
+                "/api/value-mappings",
+                json={
+                    "column_id": column_id(table, column),
+                    "mappings": [{"source_value": s, "target_value": t} for s, t in codes.items()],
+                },
+            )
         )
     echo("")
     echo(f"mapped {len(DEMO_MAPPINGS)} unified columns: {', '.join(DEMO_MAPPINGS)}")
@@ -205,10 +227,8 @@ def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
 
 
 def _wait(api: httpx.Client, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/jobs/{job_id}").raise_for_status().json()
-        if job["status"] in TERMINAL_STATUSES:
-            return job
-        time.sleep(0.1)
-    raise RuntimeError(f"job {job_id} did not end within {timeout} s")
+    return wait_for_job_end(
+        lambda: api.get(f"/api/jobs/{job_id}").raise_for_status().json(),
+        poll_interval=0.1,
+        timeout=timeout,
+    )

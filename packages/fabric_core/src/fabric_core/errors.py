@@ -1,21 +1,31 @@
-"""Fabric's exception tree. Each app maps it to HTTP in one place.
+"""Fabric's exception tree: each class carries its HTTP status and whether a retry may help.
 
-FabricError
-├── NotFoundError            404: the id names nothing
-├── ConflictError            409: clashes with existing state (duplicate name, busy)
-├── InvalidInputError        422: the request is well-formed but makes no sense
-├── SourceError              a data source could not be used
-│   ├── SourceUnreachableError   (retryable) no answer, refused, timed out
-│   └── SourceAuthError          the source refused the credentials
-└── ServiceUnavailableError  (retryable) a Fabric service did not answer
+FabricError                       (never raised itself)
+├── NotFoundError            404  the id names nothing
+├── ConflictError            409  clashes with existing state (duplicate name, busy)
+├── InvalidInputError        422  the request is well-formed but makes no sense
+├── SourceError              422  a data source could not be used
+│   ├── SourceUnreachableError    422, retryable: no answer, refused, timed out
+│   └── SourceAuthError           422: the source refused the credentials
+├── JobEndedError            409  a job did not end well
+│   ├── JobCancelledError         it was cancelled (its worker stops at the next boundary)
+│   └── JobFailedError            it ended failed or cancelled while a task waited for it
+├── DependencyError          502  a system Fabric relies on (Airflow) refused a request
+├── ServiceUnavailableError  503, retryable: a Fabric service or Airflow did not answer
+└── ConfigurationError       503  Fabric is set up wrongly (a secret key that does not fit,
+                                  no DAG folder, a missing optional package)
+
+Every web app maps the tree to HTTP with one handler (``fabric_web.errors``); Airflow tasks
+fail at once on an error that is not ``retryable`` and retry the others.
 """
 
 from __future__ import annotations
 
 
 class FabricError(Exception):
-    """Root of Fabric's errors; ``retryable`` says whether trying again may help."""
+    """Root of Fabric's errors."""
 
+    status_code = 500
     retryable = False
 
     def __init__(self, message: str) -> None:
@@ -24,19 +34,19 @@ class FabricError(Exception):
 
 
 class NotFoundError(FabricError):
-    pass
+    status_code = 404
 
 
 class ConflictError(FabricError):
-    pass
+    status_code = 409
 
 
 class InvalidInputError(FabricError):
-    pass
+    status_code = 422
 
 
 class SourceError(FabricError):
-    pass
+    status_code = 422
 
 
 class SourceUnreachableError(SourceError):
@@ -47,9 +57,26 @@ class SourceAuthError(SourceError):
     pass
 
 
+class JobEndedError(FabricError):
+    status_code = 409
+
+
+class JobCancelledError(JobEndedError):
+    pass
+
+
+class JobFailedError(JobEndedError):
+    pass
+
+
+class DependencyError(FabricError):
+    status_code = 502
+
+
 class ServiceUnavailableError(FabricError):
+    status_code = 503
     retryable = True
 
 
-class JobCancelledError(FabricError):
-    pass
+class ConfigurationError(FabricError):
+    status_code = 503

@@ -17,12 +17,6 @@ from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.models import Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES
 
-SYNC_JOB = "sync"
-SYNC_DAG_ID = "sync_data_connection"
-DATASET_JOB = "dataset"
-DATASET_DAG_ID = "create_unified_dataset"
-DAG_IDS = {SYNC_JOB: SYNC_DAG_ID, DATASET_JOB: DATASET_DAG_ID}
-
 
 def create_job(
     session: Session,

@@ -157,13 +157,18 @@ class JobPublic(BaseModel):
     )
 
 
-class SyncJobRequest(BaseModel):
-    """Body of the sync service's ``POST /process-sync``."""
+class SyncParams(BaseModel):
+    """What a sync job works on (the job row's ``params``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    job_id: str = Field(min_length=1, max_length=255)
     connection_id: int
+
+
+class SyncJobRequest(SyncParams):
+    """Body of the sync service's ``POST /process-sync``."""
+
+    job_id: str = Field(min_length=1, max_length=255)
 
 
 class JobAccepted(BaseModel):

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     job_poll_interval: float = 0.5
     """Seconds between status polls while a task waits for a service job."""
 
+    task_retries: int = 4
+    """Retries of an Airflow task whose error may pass (a service or source that did not
+    answer), with exponential backoff."""
+
+    task_retry_delay_seconds: float = 10.0
+    """First delay before such a retry (doubling up to five minutes)."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -135,6 +142,11 @@ class Settings(BaseSettings):
     @property
     def resolved_dataset_url(self) -> str:
         return (self.dataset_url or f"http://127.0.0.1:{self.dataset_port}").rstrip("/")
+
+    def service_url(self, service: str) -> str:
+        """Base URL of the Fabric service named ``sync`` or ``dataset``."""
+        urls = {"sync": self.resolved_sync_url, "dataset": self.resolved_dataset_url}
+        return urls[service]
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

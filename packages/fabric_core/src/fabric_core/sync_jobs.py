@@ -1,4 +1,4 @@
-"""Metadata sync as a job: queued by the gateway, run once by a sync-service worker."""
+"""Metadata sync as a job kind: queued by the gateway, run by a sync-service worker."""
 
 from __future__ import annotations
 
@@ -10,21 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.sync import sync_connection
 from fabric_core.connections import connection_spec, get_connection
-from fabric_core.crypto import SecretBox, redact
-from fabric_core.errors import ConflictError, FabricError, InvalidInputError, JobCancelledError
-from fabric_core.jobs import (
-    SYNC_JOB,
-    claim_job,
-    create_job,
-    fail_stale_jobs,
-    finish_job,
-    get_job,
-    heartbeat,
-    is_cancelled,
-    set_progress,
-)
+from fabric_core.crypto import SecretBox
+from fabric_core.errors import ConflictError
+from fabric_core.job_kinds import SYNC
+from fabric_core.job_runner import JobContext
+from fabric_core.jobs import create_job, fail_stale_jobs
 from fabric_core.models import Connection, Job, utcnow
-from fabric_core.schemas import TERMINAL_STATUSES
+from fabric_core.schemas import TERMINAL_STATUSES, SyncParams
 
 log = logging.getLogger(__name__)
 
@@ -34,91 +26,52 @@ def queue_sync(
 ) -> tuple[Job, Connection]:
     """Create the queued job ``sync_{connection_id}_{unix_ts}`` for a registered connection."""
     connection = get_connection(session, connection_id)
+    params = SyncParams(connection_id=connection_id)
     job = create_job(
         session,
-        kind=SYNC_JOB,
-        id_prefix=f"sync_{connection_id}",
+        kind=SYNC.name,
+        id_prefix=SYNC.id_prefix(params),
         connection_id=connection_id,
-        params={"connection_id": connection_id},
+        params=params.model_dump(),
         orchestrator=orchestrator,
     )
     return job, connection
 
 
-def check_sync_request(session: Session, job_id: str, connection_id: int) -> Job:
-    """The job a service was asked to run, refusing one that names another connection."""
-    job = get_job(session, job_id)
-    if job.kind != SYNC_JOB:
-        raise InvalidInputError(f"Job {job_id!r} is a {job.kind} job, not a sync job.")
-    if job.connection_id != connection_id:
-        raise InvalidInputError(
-            f"Job {job_id!r} belongs to connection {job.connection_id}, not {connection_id}."
-        )
-    return job
+def sync_secrets(session: Session, params: SyncParams, box: SecretBox) -> list[str | None]:
+    return [connection_spec(get_connection(session, params.connection_id), box).password]
 
 
-def run_sync_job(
-    session_factory: sessionmaker[Session],
-    job_id: str,
-    connection_id: int,
-    *,
-    box: SecretBox,
-    timeout: float,
-    lock_timeout: float = 600.0,
-    heartbeat_seconds: float = 15.0,
-    stale_after: float = 120.0,
-) -> bool:
-    """Run a queued sync job to its end; False (and nothing done) if it was already claimed."""
-    if not claim_job(session_factory, job_id):
-        log.info("sync job %s already claimed, not running it again", job_id)
-        return False
-    with heartbeat(session_factory, job_id, heartbeat_seconds):
-        _run_claimed_sync(
-            session_factory, job_id, connection_id, box, timeout, lock_timeout, stale_after
-        )
-    return True
-
-
-def _run_claimed_sync(
-    session_factory: sessionmaker[Session],
-    job_id: str,
-    connection_id: int,
-    box: SecretBox,
-    timeout: float,
-    lock_timeout: float,
-    stale_after: float,
-) -> None:
-    spec = None
-    locked = False
+def sync_work(context: JobContext, params: SyncParams) -> dict:
+    """Harvest the connection's source and store the diff, holding its sync lock."""
+    session_factory = context.runtime.session_factory
+    settings = context.runtime.settings
+    connection_id = params.connection_id
+    _lock_connection(
+        session_factory,
+        connection_id,
+        context.job_id,
+        settings.sync_lock_timeout,
+        settings.job_stale_seconds,
+    )
     try:
-        locked = _lock_connection(session_factory, connection_id, job_id, lock_timeout, stale_after)
         with session_factory() as session:
-            spec = connection_spec(get_connection(session, connection_id), box)
+            spec = connection_spec(get_connection(session, connection_id), context.runtime.box)
 
         def on_progress(session: Session, fraction: float) -> None:
-            if is_cancelled(session_factory, job_id):
-                raise JobCancelledError("The job was cancelled.")  # rolls back this chunk
-            set_progress(session, job_id, fraction)
+            context.raise_if_cancelled()  # rolls back this chunk
+            context.set_progress(fraction, session)
 
         stats = sync_connection(
-            session_factory, connection_id, spec, timeout=timeout, on_progress=on_progress
+            session_factory,
+            connection_id,
+            spec,
+            timeout=settings.source_connect_timeout,
+            on_progress=on_progress,
         )
-    except JobCancelledError:
-        log.info("sync job %s cancelled", job_id)
-    except FabricError as exc:
-        log.warning("sync job %s failed: %s", job_id, exc.message)
-        finish_job(session_factory, job_id, status="failed", error=exc.message)
-    except Exception as exc:
-        secret = spec.password if spec else None
-        message = redact(f"Unexpected error: {type(exc).__name__}: {exc}", [secret])
-        # No traceback: driver messages may quote connection details; the text is redacted.
-        log.error("sync job %s crashed: %s", job_id, message)
-        finish_job(session_factory, job_id, status="failed", error=message)
-    else:
-        finish_job(session_factory, job_id, status="success", stats=stats.as_dict())
     finally:
-        if locked:
-            _unlock_connection(session_factory, connection_id, job_id)
+        _unlock_connection(session_factory, connection_id, context.job_id)
+    return stats.as_dict()
 
 
 def _lock_connection(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fabric_core.orchestrators import create_orchestrator
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings, get_settings
-from fabric_core.web import AppMetrics, install_common_routes, install_error_handlers
+from fabric_web.common import AppMetrics, install_common_routes, install_error_handlers
 from fastapi import FastAPI
 
 from fabric_gateway.routers import catalog, connections, datasets, mappings

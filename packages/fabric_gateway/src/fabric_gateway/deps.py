@@ -1,9 +1,12 @@
-"""Dependency aliases of the gateway's routes."""
+"""Dependency aliases of the gateway's routes, and handing a queued job to the orchestrator."""
 
 from typing import Annotated
 
+from fabric_core.job_kinds import JobKind
+from fabric_core.models import Job
 from fabric_core.orchestrators import Orchestrator
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 
 def get_orchestrator(request: Request) -> Orchestrator:
@@ -11,3 +14,9 @@ def get_orchestrator(request: Request) -> Orchestrator:
 
 
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+
+
+def hand_over(session: Session, orchestrator: Orchestrator, kind: JobKind, job: Job) -> None:
+    """Commit the queued job, then start it: a worker must find the row when it looks."""
+    session.commit()
+    orchestrator.submit(kind, job.id, job.params)

@@ -23,7 +23,7 @@ from fabric_core.datasets.plan import DatasetPlan
 from fabric_core.datasets.reading import read_ahead, read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
-from fabric_core.errors import FabricError, JobCancelledError
+from fabric_core.errors import ConflictError, JobCancelledError
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
 
@@ -85,7 +85,7 @@ def allocate_version(
                 update(Dataset).where(Dataset.id == dataset_id).values(status="building")
             )
             return version
-    raise FabricError(f"Could not reserve a version of dataset {dataset_id}.")
+    raise ConflictError(f"Could not reserve a version of dataset {dataset_id}.")
 
 
 def clean_abandoned_versions(

@@ -1,4 +1,4 @@
-"""Dataset creation as a job: queued by the gateway, run once by a dataset-service worker."""
+"""Dataset creation as a job kind: queued by the gateway, run by a dataset-service worker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from fabric_core.crypto import SecretBox, redact
+from fabric_core.crypto import SecretBox
 from fabric_core.datasets.build import (
     MANIFEST,
     BuildResult,
@@ -20,20 +20,12 @@ from fabric_core.datasets.build import (
 )
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.storage import Storage
-from fabric_core.errors import FabricError, InvalidInputError, JobCancelledError
-from fabric_core.jobs import (
-    DATASET_JOB,
-    claim_job,
-    create_job,
-    finish_job,
-    get_job,
-    heartbeat,
-    is_cancelled,
-    set_progress,
-)
+from fabric_core.errors import InvalidInputError, JobCancelledError
+from fabric_core.job_kinds import DATASET
+from fabric_core.job_runner import JobContext
+from fabric_core.jobs import create_job
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.schemas import DatasetRequest
-from fabric_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +60,8 @@ def queue_dataset(
         dataset.definition = request.model_dump()
     job = create_job(
         session,
-        kind=DATASET_JOB,
-        id_prefix=f"dataset_{request.name}",
+        kind=DATASET.name,
+        id_prefix=DATASET.id_prefix(request),
         dataset_name=request.name,
         params=request.model_dump(),
         orchestrator=orchestrator,
@@ -77,60 +69,23 @@ def queue_dataset(
     return job, plan
 
 
-def check_dataset_request(session: Session, job_id: str, request: DatasetRequest) -> Job:
-    job = get_job(session, job_id)
-    if job.kind != DATASET_JOB:
-        raise InvalidInputError(f"Job {job_id!r} is a {job.kind} job, not a dataset job.")
-    if DatasetRequest(**job.params) != request:
-        raise InvalidInputError(f"The request differs from the one job {job_id!r} was queued with.")
-    return job
+def dataset_secrets(session: Session, request: DatasetRequest, box: SecretBox) -> list[str | None]:
+    """The passwords of every connection the dataset reads."""
+    plan = plan_dataset(session, request, box)
+    return list({source.spec.password for source in plan.sources})
 
 
-def run_dataset_job(
-    session_factory: sessionmaker[Session],
-    job_id: str,
-    *,
-    box: SecretBox,
-    settings: Settings,
-    storage: Storage,
-) -> bool:
-    """Run a queued dataset job to its end; False (and nothing done) if already claimed."""
-    if not claim_job(session_factory, job_id):
-        log.info("dataset job %s already claimed, not running it again", job_id)
-        return False
-    try:
-        with heartbeat(session_factory, job_id, settings.job_heartbeat_seconds):
-            result = _build(session_factory, job_id, box=box, settings=settings, storage=storage)
-    except JobCancelledError:
-        log.info("dataset job %s cancelled; what it wrote is removed", job_id)
-    except FabricError as exc:
-        log.warning("dataset job %s failed: %s", job_id, exc.message)
-        finish_job(session_factory, job_id, status="failed", error=exc.message)
-    except Exception as exc:
-        message = redact(f"Unexpected error: {type(exc).__name__}: {exc}", [])
-        log.error("dataset job %s crashed: %s", job_id, message)
-        finish_job(session_factory, job_id, status="failed", error=message)
-    else:
-        finish_job(session_factory, job_id, status="success", stats=result.stats())
-    return True
-
-
-def _build(
-    session_factory: sessionmaker[Session],
-    job_id: str,
-    *,
-    box: SecretBox,
-    settings: Settings,
-    storage: Storage,
-) -> BuildResult:
+def dataset_work(context: JobContext, request: DatasetRequest) -> dict:
+    """Build the next version of the dataset and publish it with the job's success."""
+    runtime = context.runtime
+    session_factory, storage, settings = runtime.session_factory, runtime.storage, runtime.settings
     with session_factory() as session:
-        request = DatasetRequest(**get_job(session, job_id).params)
-        plan = plan_dataset(session, request, box)
+        plan = plan_dataset(session, request, runtime.box)
         dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
         if dataset is None:
             raise InvalidInputError(f"Dataset {request.name!r} was deleted before it was built.")
     clean_abandoned_versions(session_factory, storage, dataset)
-    version = allocate_version(session_factory, dataset.id, job_id, request.storage_type)
+    version = allocate_version(session_factory, dataset.id, context.job_id, request.storage_type)
     folder = storage.version_dir(dataset.name, version)
     try:
         if request.storage_type == "virtual":
@@ -143,16 +98,14 @@ def _build(
                 now = time.monotonic()
                 if now - last_progress[0] >= 1.0:
                     last_progress[0] = now
-                    with session_factory.begin() as session:
-                        set_progress(session, job_id, min(0.99, rows / estimated))
-
-            checked = [time.monotonic()]
+                    context.set_progress(min(0.99, rows / estimated))
 
             def should_stop() -> bool:
-                if time.monotonic() - checked[0] < 0.25:
-                    return False
-                checked[0] = time.monotonic()
-                return is_cancelled(session_factory, job_id)
+                try:
+                    context.raise_if_cancelled(min_interval=0.25)
+                except JobCancelledError:
+                    return True
+                return False
 
             result = write_version(
                 plan,
@@ -166,37 +119,31 @@ def _build(
             )
             result.version = version
             result.location = storage.url(folder)
-        document = manifest(plan, request, result, job_id, storage)
+        document = manifest(plan, request, result, context.job_id, storage)
         if request.storage_type == "copy_to_minio":
             storage.write_json(f"{folder}/{MANIFEST}", document)
-        _publish(session_factory, job_id, dataset.id, version, result, document, plan)
-        return result
+        _publish(context, dataset.id, version, result, document, plan)
+        return result.stats()
     except BaseException:
         _discard(session_factory, storage, dataset, version)
         raise
 
 
-def _publish(session_factory, job_id, dataset_id, version, result, document, plan) -> None:
+def _publish(
+    context: JobContext,
+    dataset_id: int,
+    version: int,
+    result: BuildResult,
+    document: dict,
+    plan: DatasetPlan,
+) -> None:
     """Make the version visible and the job successful in one transaction.
 
     The job's own conditional UPDATE comes first: a job cancelled at the last moment is not
     published (its version is discarded instead).
     """
-    now = utcnow()
-    with session_factory.begin() as session:
-        ended = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "running")
-            .values(
-                status="success",
-                progress=1.0,
-                stats=result.stats(),
-                finished_at=now,
-                updated_at=now,
-            )
-        ).rowcount
-        if not ended:
-            raise JobCancelledError("The job was cancelled before its version was published.")
+    with context.runtime.session_factory.begin() as session:
+        context.succeed_in(session, result.stats())
         session.execute(
             update(DatasetVersion)
             .where(DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)
@@ -206,7 +153,7 @@ def _publish(session_factory, job_id, dataset_id, version, result, document, pla
                 row_count=document["row_count"],
                 columns={"columns": plan.columns_public()},
                 manifest=document,
-                completed_at=now,
+                completed_at=utcnow(),
             )
         )
         dataset = session.get_one(Dataset, dataset_id)

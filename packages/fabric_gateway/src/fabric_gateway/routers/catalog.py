@@ -6,9 +6,10 @@ import logging
 
 from fabric_core.catalog.browse import get_table
 from fabric_core.errors import FabricError
-from fabric_core.jobs import DAG_IDS, cancel_job, fail_stale_jobs, get_job, list_jobs
+from fabric_core.job_kinds import JOB_KINDS
+from fabric_core.jobs import cancel_job, fail_stale_jobs, get_job, list_jobs
 from fabric_core.schemas import JobPublic, TableDetail
-from fabric_core.web import RuntimeDep, SessionDep
+from fabric_web.common import RuntimeDep, SessionDep
 from fastapi import APIRouter, Query
 
 from fabric_gateway.deps import OrchestratorDep
@@ -45,8 +46,8 @@ def job(
     fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds, job_id)
     found = get_job(session, job_id)
     public = JobPublic.model_validate(found)
-    if found.orchestrator == orchestrator.name and found.kind in DAG_IDS:
-        public.dag_run = orchestrator.run_state(DAG_IDS[found.kind], found.id)
+    if found.orchestrator == orchestrator.name and found.kind in JOB_KINDS:
+        public.dag_run = orchestrator.run_state(JOB_KINDS[found.kind], found.id)
     return public
 
 
@@ -55,9 +56,9 @@ def cancel(job_id: str, runtime: RuntimeDep, orchestrator: OrchestratorDep) -> J
     """Cancel a queued or running job: its DAG run is stopped and its service stops the work
     at the next batch boundary, removing what a dataset build wrote."""
     cancelled = cancel_job(runtime.session_factory, job_id)
-    if cancelled.orchestrator == orchestrator.name and cancelled.kind in DAG_IDS:
+    if cancelled.orchestrator == orchestrator.name and cancelled.kind in JOB_KINDS:
         try:
-            orchestrator.cancel(DAG_IDS[cancelled.kind], job_id)
+            orchestrator.cancel(JOB_KINDS[cancelled.kind], job_id)
         except FabricError as exc:  # the job row already says cancelled; the run ends anyway
             log.warning("could not stop the DAG run of %s: %s", job_id, exc.message)
     return JobPublic.model_validate(cancelled)

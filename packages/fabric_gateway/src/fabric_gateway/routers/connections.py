@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fabric_core import connections
 from fabric_core.catalog.browse import list_tables
-from fabric_core.jobs import SYNC_DAG_ID
+from fabric_core.job_kinds import SYNC
 from fabric_core.schemas import (
     ConnectionCheck,
     ConnectionCreate,
@@ -14,10 +14,10 @@ from fabric_core.schemas import (
     TablePublic,
 )
 from fabric_core.sync_jobs import queue_sync
-from fabric_core.web import RuntimeDep, SessionDep
+from fabric_web.common import RuntimeDep, SessionDep
 from fastapi import APIRouter, Response
 
-from fabric_gateway.deps import OrchestratorDep
+from fabric_gateway.deps import OrchestratorDep, hand_over
 
 router = APIRouter(prefix="/api/data-connections", tags=["data connections"])
 
@@ -75,14 +75,12 @@ def sync_connection(
 ) -> SyncQueued:
     """Queue a metadata sync of the connection's catalog."""
     job, connection = queue_sync(session, connection_id, orchestrator=orchestrator.name)
-    # The job row must be visible to the worker before the worker looks for it.
-    session.commit()
-    orchestrator.submit_sync(job.id, connection_id)
+    hand_over(session, orchestrator, SYNC, job)
     return SyncQueued(
         message=f"Metadata synchronization for connection '{connection.name}' has been queued",
         dag_run_id=job.id,
-        dag_id=SYNC_DAG_ID,
-        airflow_url=orchestrator.run_url(SYNC_DAG_ID, job.id),
+        dag_id=SYNC.dag_id,
+        airflow_url=orchestrator.run_url(SYNC, job.id),
         connection_id=connection_id,
         status="queued",
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fabric_core.clients import DatasetServiceClient
+from fabric_core.clients import ServiceClient
 from fabric_core.datasets import service
 from fabric_core.datasets.jobs import estimate_text, queue_dataset
-from fabric_core.jobs import DATASET_DAG_ID
+from fabric_core.job_kinds import DATASET
 from fabric_core.schemas import (
     PREVIEW_DEFAULT_ROWS,
     PREVIEW_MAX_ROWS,
@@ -15,10 +15,10 @@ from fabric_core.schemas import (
     DatasetQueued,
     DatasetRequest,
 )
-from fabric_core.web import RuntimeDep, SessionDep
+from fabric_web.common import RuntimeDep, SessionDep
 from fastapi import APIRouter, Query, Response
 
-from fabric_gateway.deps import OrchestratorDep
+from fabric_gateway.deps import OrchestratorDep, hand_over
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
@@ -29,13 +29,12 @@ def create_unified_dataset(
 ) -> DatasetQueued:
     """Queue the build of a unified dataset (a new version if the name exists)."""
     job, plan = queue_dataset(session, body, runtime.box, orchestrator=orchestrator.name)
-    session.commit()
-    orchestrator.submit_dataset(job.id, body.model_dump())
+    hand_over(session, orchestrator, DATASET, job)
     return DatasetQueued(
         message=f"Dataset creation for '{body.name}' has been queued",
         dag_run_id=job.id,
-        dag_id=DATASET_DAG_ID,
-        airflow_url=orchestrator.run_url(DATASET_DAG_ID, job.id),
+        dag_id=DATASET.dag_id,
+        airflow_url=orchestrator.run_url(DATASET, job.id),
         dataset_name=body.name,
         selection_mode=body.selection_mode,
         status="queued",
@@ -46,8 +45,9 @@ def create_unified_dataset(
 @router.post("/unified/preview", response_model=DatasetPreview)
 def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) -> DatasetPreview:
     """The first rows the request would produce (default 100, at most 1,000); nothing written."""
-    with DatasetServiceClient(runtime.settings.resolved_dataset_url, timeout=120) as client:
-        return DatasetPreview(**client.preview(body.model_dump()))
+    with ServiceClient(DATASET.service_url(runtime.settings), timeout=120) as client:
+        answer = client.request("POST", "/preview-dataset-creation", json=body.model_dump())
+    return DatasetPreview(**answer)
 
 
 @router.get("", response_model=list[DatasetPublic])

@@ -12,7 +12,7 @@ from fabric_core.schemas import (
     ValueMappingCreate,
     ValueMappingPublic,
 )
-from fabric_core.web import SessionDep
+from fabric_web.common import SessionDep
 from fastapi import APIRouter, Response
 
 router = APIRouter(prefix="/api", tags=["mappings"])

@@ -1,20 +1,15 @@
-"""Running Fabric's ASGI apps inside one process (demo, tests). Needs uvicorn, which the
-service packages bring; fabric_core itself does not depend on it."""
+"""Running Fabric's ASGI apps on threads of one process (tests). Needs uvicorn."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass
 
 import uvicorn
+from fabric_core.launcher import free_port
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+__all__ = ["ThreadedServer", "free_port", "serve_in_thread"]
 
 
 @dataclass

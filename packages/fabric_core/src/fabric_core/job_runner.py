@@ -1,0 +1,108 @@
+"""The one job runner: claims a queued job, keeps it alive, runs its kind's work, redacts and
+records the outcome. Every kind of job runs through :func:`run_job`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from fabric_core.crypto import redact
+from fabric_core.errors import FabricError, JobCancelledError
+from fabric_core.job_kinds import JobKind
+from fabric_core.jobs import claim_job, finish_job, get_job, heartbeat, is_cancelled, set_progress
+from fabric_core.models import Job, utcnow
+from fabric_core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """What a kind's work function gets besides its params: the runtime and its own job."""
+
+    kind: JobKind
+    runtime: Runtime
+    job_id: str
+    ended: bool = False
+    _checked_at: float = field(default=0.0, repr=False)
+
+    def raise_if_cancelled(self, min_interval: float = 0.0) -> None:
+        """Stop the work when the job was cancelled; checks at most every ``min_interval`` s."""
+        now = time.monotonic()
+        if now - self._checked_at < min_interval:
+            return
+        self._checked_at = now
+        if is_cancelled(self.runtime.session_factory, self.job_id):
+            raise JobCancelledError("The job was cancelled.")
+
+    def set_progress(self, fraction: float, session: Session | None = None) -> None:
+        """Record progress in ``session``'s transaction, or in one of its own."""
+        if session is not None:
+            set_progress(session, self.job_id, fraction)
+            return
+        with self.runtime.session_factory.begin() as own:
+            set_progress(own, self.job_id, fraction)
+
+    def succeed_in(self, session: Session, stats: dict[str, Any]) -> None:
+        """End the job successfully inside ``session``'s transaction, so the job's success and
+        what it made visible commit together.
+
+        Raises:
+            JobCancelledError: the job had been cancelled meanwhile (roll back the transaction).
+        """
+        now = utcnow()
+        ended = session.execute(
+            update(Job)
+            .where(Job.id == self.job_id, Job.status == "running")
+            .values(status="success", progress=1.0, stats=stats, finished_at=now, updated_at=now)
+        ).rowcount
+        if not ended:
+            raise JobCancelledError("The job was cancelled before its result was published.")
+        self.ended = True
+
+
+def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
+    """Run a queued job of ``kind`` to its end; False (and nothing done) if already claimed."""
+    if not claim_job(runtime.session_factory, job_id):
+        log.info("%s job %s already claimed, not running it again", kind.name, job_id)
+        return False
+    context = JobContext(kind, runtime, job_id)
+    secrets: Sequence[str | None] = ()
+    with heartbeat(runtime.session_factory, job_id, runtime.settings.job_heartbeat_seconds):
+        try:
+            with runtime.session_factory() as session:
+                params = kind.params_of(get_job(session, job_id))
+                secrets = kind.secrets_function()(session, params, runtime.box)
+            stats = kind.work_function()(context, params)
+        except JobCancelledError:
+            log.info("%s job %s cancelled", kind.name, job_id)
+        except FabricError as exc:
+            _fail(runtime, kind, job_id, redact(exc.message, list(secrets)))
+        except Exception as exc:
+            # No traceback: driver messages may quote connection details; the text is redacted.
+            message = f"Unexpected error: {type(exc).__name__}: {exc}"
+            _fail(runtime, kind, job_id, redact(message, list(secrets)), crashed=True)
+        else:
+            if not context.ended and not finish_job(
+                runtime.session_factory, job_id, status="success", stats=stats or {}
+            ):
+                log.info(
+                    "%s job %s was cancelled as it finished; kept cancelled", kind.name, job_id
+                )
+    return True
+
+
+def _fail(
+    runtime: Runtime, kind: JobKind, job_id: str, message: str, crashed: bool = False
+) -> None:
+    if crashed:
+        log.error("%s job %s crashed: %s", kind.name, job_id, message)
+    else:
+        log.warning("%s job %s failed: %s", kind.name, job_id, message)
+    finish_job(runtime.session_factory, job_id, status="failed", error=message)

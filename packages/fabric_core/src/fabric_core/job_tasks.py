@@ -1,0 +1,57 @@
+"""The task every orchestrator runs for a job, whatever its kind: hand the job to its service
+and wait for its end while holding a pool slot. The local orchestrator and the Airflow DAGs
+call the same :func:`run_job_task`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fabric_core.clients import ServiceClient
+from fabric_core.db import create_metadata_engine, create_session_factory
+from fabric_core.errors import JobFailedError
+from fabric_core.job_kinds import JobKind
+from fabric_core.jobs import finish_job
+from fabric_core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def run_job_task(
+    kind: JobKind,
+    job_id: str,
+    params: Mapping[str, Any],
+    *,
+    settings: Settings | None = None,
+    service_url: str | None = None,
+) -> dict[str, Any]:
+    """Submit the job to its service and wait until it ends; returns its final status.
+
+    Raises:
+        JobFailedError: the job ended failed or cancelled (not retryable; says why).
+        ServiceUnavailableError: the service did not answer (retryable).
+        FabricError: the service refused the job (not retryable).
+    """
+    settings = settings or get_settings()
+    with ServiceClient(service_url or kind.service_url(settings)) as client:
+        client.submit_job(kind, job_id, params)
+        status = client.wait_for_job(job_id, poll_interval=settings.job_poll_interval)
+    if status["status"] != "success":
+        raise JobFailedError(f"Job {status['id']} {status['status']}: {status.get('error')}")
+    return status
+
+
+def record_task_failure(job_id: str, reason: str, settings: Settings | None = None) -> bool:
+    """Record a task's final failure on the job row (no-op if the job has already ended)."""
+    settings = settings or get_settings()
+    engine = create_metadata_engine(settings.resolved_database_url)
+    try:
+        ended = finish_job(
+            create_session_factory(engine), job_id, status="failed", error=reason[:4000]
+        )
+    finally:
+        engine.dispose()
+    if ended:
+        log.warning("job %s marked failed: %s", job_id, reason)
+    return ended

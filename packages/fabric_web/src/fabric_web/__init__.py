@@ -1,0 +1,1 @@
+"""Fabric's web layer, shared by the gateway and the services."""

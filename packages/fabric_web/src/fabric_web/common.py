@@ -1,0 +1,117 @@
+"""What every Fabric FastAPI app shares: errors as HTTP, the runtime and session per request,
+health and request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fabric_core.db import session_scope
+from fabric_core.errors import FabricError
+from fabric_core.runtime import Runtime
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # An id or value the database cannot hold (e.g. an integer beyond 64 bits).
+        return JSONResponse({"detail": "A value is out of range."}, status_code=422)
+
+    @app.exception_handler(FabricError)
+    async def _fabric_error(_request: Request, exc: FabricError) -> JSONResponse:
+        # Each error class carries its status (fabric_core.errors); a bare FabricError is a bug.
+        if exc.status_code >= 500:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """A session per request, committed when the handler returns without error."""
+    with session_scope(runtime.session_factory) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+class AppMetrics:
+    """Prometheus metrics of one app, in its own registry (several apps share a process)."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fabric_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fabric_http_request_duration_seconds",
+            "Time to answer HTTP requests.",
+            ["service", "route"],
+            registry=self.registry,
+        )
+        self.service = service
+
+    def render(self) -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_common_routes(app: FastAPI, metrics: AppMetrics, *, checks_storage: bool) -> None:
+    """``GET /health`` (DB and storage, 503 when down), ``GET /metrics`` and request counting."""
+
+    @app.middleware("http")
+    async def _count_requests(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.requests.labels(
+            metrics.service, request.method, template, str(response.status_code)
+        ).inc()
+        metrics.latency.labels(metrics.service, template).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health", tags=["operations"])
+    def health(runtime: RuntimeDep) -> JSONResponse:
+        """Whether this service can reach its metadata DB (and storage)."""
+        checks: dict[str, str] = {}
+        try:
+            runtime.check_database()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        if checks_storage:
+            try:
+                runtime.check_storage()
+                checks["storage"] = "ok"
+            except OSError as exc:
+                checks["storage"] = f"error: {exc.strerror or type(exc).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", "service": metrics.service, **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        return metrics.render()
