@@ -332,7 +332,7 @@ def set_up_fabric(runtime, database: str, tables: list[str]) -> dict[str, int]:
 
 
 def queue_build(runtime, dataset: str, table_id: int) -> str:
-    from fabric_core.datasets.jobs import queue_dataset
+    from fabric_core.dataset_jobs import queue_dataset
     from fabric_core.schemas import DatasetRequest
 
     request = DatasetRequest(name=dataset, selection_mode="tables", selected_tables=[table_id])

@@ -10,8 +10,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from catalog_helpers import register, sync, tables_by_name
+from fabric_core.dataset_jobs import queue_dataset
 from fabric_core.datasets.build import write_version
-from fabric_core.datasets.jobs import queue_dataset
 from fabric_core.datasets.plan import plan_dataset
 from fabric_core.job_kinds import DATASET
 from fabric_core.job_runner import run_job

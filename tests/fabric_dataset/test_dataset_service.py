@@ -7,7 +7,7 @@ import time
 
 import pytest
 from catalog_helpers import register, sync, tables_by_name
-from fabric_core.datasets.jobs import queue_dataset
+from fabric_core.dataset_jobs import queue_dataset
 from fabric_core.polling import wait_for_job_end
 from fabric_core.schemas import DatasetRequest
 from fabric_dataset.app import create_app

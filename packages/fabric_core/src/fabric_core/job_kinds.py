@@ -135,8 +135,8 @@ DATASET = JobKind(
     process_path="/process-dataset-creation",
     params_schema=DatasetRequest,
     request_schema=DatasetJobRequest,
-    work="fabric_core.datasets.jobs:dataset_work",
-    secrets="fabric_core.datasets.jobs:dataset_secrets",
+    work="fabric_core.dataset_jobs:dataset_work",
+    secrets="fabric_core.dataset_jobs:dataset_secrets",
     dag_params={"request": {"type": "object", "description": "The dataset request"}},
     conf_key="request",
 )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fabric_core.clients import ServiceClient
+from fabric_core.dataset_jobs import estimate_text, queue_dataset
 from fabric_core.datasets import service
-from fabric_core.datasets.jobs import estimate_text, queue_dataset
 from fabric_core.job_kinds import DATASET
 from fabric_core.schemas import (
     PREVIEW_DEFAULT_ROWS,
