@@ -109,8 +109,9 @@ def _run_claimed_sync(
         log.warning("sync job %s failed: %s", job_id, exc.message)
         finish_job(session_factory, job_id, status="failed", error=exc.message)
     except Exception as exc:
-        secret = spec.password if spec else None
-        message = redact(f"Unexpected error: {type(exc).__name__}: {exc}", [secret])
+        message = redact(
+            f"Unexpected error: {type(exc).__name__}: {exc}", spec.secrets if spec else []
+        )
         # No traceback: driver messages may quote connection details; the text is redacted.
         log.error("sync job %s crashed: %s", job_id, message)
         finish_job(session_factory, job_id, status="failed", error=message)
