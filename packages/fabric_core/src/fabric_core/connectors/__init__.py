@@ -18,6 +18,7 @@ CONNECTOR_MODULES = {
     "postgresql": "fabric_core.connectors.postgresql",
     "mysql": "fabric_core.connectors.mysql",
     "sqlite": "fabric_core.connectors.sqlite",
+    "s3": "fabric_core.connectors.s3",
 }
 CONNECTION_KINDS = tuple(CONNECTOR_MODULES)
 
