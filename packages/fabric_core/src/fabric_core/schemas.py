@@ -223,6 +223,14 @@ def value_as_text(value: ScalarValue | None) -> str | None:
     return str(value)
 
 
+class ColumnValues(BaseModel):
+    """Distinct values of a source column, as text (how value mappings compare them)."""
+
+    column_id: int
+    values: list[str]
+    truncated: bool = Field(description="The column has more distinct values than listed.")
+
+
 class UnifiedColumnCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

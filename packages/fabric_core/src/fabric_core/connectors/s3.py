@@ -241,7 +241,6 @@ def _filesystem(spec: ConnectionSpec, timeout: float):
             "retries": {"max_attempts": 1, "mode": "standard"},
         },
         use_listings_cache=False,
-        skip_instance_cache=True,
     )
     fs.retries = 2  # s3fs's own retries of connection errors, on top of botocore's
     return fs
