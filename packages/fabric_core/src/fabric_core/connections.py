@@ -10,35 +10,65 @@ from sqlalchemy.orm import Session
 
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionCheck, ConnectionSpec, check_connection
+from fabric_core.connectors.contract import LOCATION_FIELDS, SECRET_FIELDS
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.jobs import active_job_count
 from fabric_core.models import Connection
 from fabric_core.schemas import ConnectionCreate, ConnectionPublic, ConnectionUpdate
 
+# Location fields stored in columns of their own; the others live in ``settings`` (JSON).
+_COLUMNS = ("host", "port", "database", "username")
+
+
+def _location(connection: Connection) -> dict[str, Any]:
+    settings = connection.settings or {}
+    return {
+        field: getattr(connection, field) if field in _COLUMNS else settings.get(field)
+        for field in LOCATION_FIELDS
+    }
+
+
+def _set_location(connection: Connection, values: dict[str, Any]) -> None:
+    for field in _COLUMNS:
+        setattr(connection, field, values.get(field))
+    connection.settings = {
+        field: values[field]
+        for field in LOCATION_FIELDS
+        if field not in _COLUMNS and values.get(field) is not None
+    }
+
 
 def _validate(connection: Connection) -> None:
+    """Check the connection against its kind's settings schema and fill in defaults."""
     connector = get_connector(connection.kind)
-    if connection.kind == "sqlite":
-        if not connection.database:
-            raise InvalidInputError("A sqlite connection needs 'database': the path of the file.")
-        return
-    if not connection.host:
-        raise InvalidInputError(f"A {connection.kind} connection needs 'host'.")
-    if connection.port is None:
-        connection.port = connector.DEFAULT_PORT
+    values, options = connector.validate_settings(_location(connection), connection.options)
+    _set_location(connection, values)
+    connection.options = options
+
+
+def _secret_of(kind: str, fields: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether the request carries the kind's secret, and its value; another kind's secret
+    field is refused rather than ignored."""
+    connector = get_connector(kind)
+    for field in SECRET_FIELDS:
+        if field != connector.secret_field and fields.get(field) is not None:
+            raise InvalidInputError(
+                f"{field} does not apply to a {kind} connection "
+                f"(its secret is {connector.secret_field})."
+            )
+    return connector.secret_field in fields, fields.get(connector.secret_field)
 
 
 def to_public(connection: Connection) -> ConnectionPublic:
+    has_secret = connection.password_encrypted is not None
     return ConnectionPublic(
         id=connection.id,
         name=connection.name,
         kind=connection.kind,
-        host=connection.host,
-        port=connection.port,
-        database=connection.database,
-        username=connection.username,
-        has_password=connection.password_encrypted is not None,
+        **_location(connection),
+        has_password=has_secret and get_connector(connection.kind).secret_field == "password",
+        has_secret=has_secret,
         options=connection.options or {},
         created_at=connection.created_at,
         updated_at=connection.updated_at,
@@ -47,16 +77,14 @@ def to_public(connection: Connection) -> ConnectionPublic:
 
 
 def create_connection(session: Session, data: ConnectionCreate, box: SecretBox) -> Connection:
+    _, secret = _secret_of(data.kind, data.model_dump(include=set(SECRET_FIELDS)))
     connection = Connection(
         name=data.name,
         kind=data.kind,
-        host=data.host,
-        port=data.port,
-        database=data.database,
-        username=data.username,
-        password_encrypted=box.encrypt(data.password) if data.password is not None else None,
-        options=data.options.model_dump(exclude_none=True),
+        password_encrypted=box.encrypt(secret) if secret is not None else None,
+        options=data.options,
     )
+    _set_location(connection, data.model_dump(include=set(LOCATION_FIELDS)))
     _validate(connection)
     session.add(connection)
     _flush_unique_name(session, connection.name)
@@ -92,33 +120,37 @@ def update_connection(
     if "kind" in changes and changes["kind"] is None:
         raise InvalidInputError("kind cannot be cleared.")
     _refuse_moving_the_password(connection, changes)
-    if "password" in changes:
-        password = changes.pop("password")
-        connection.password_encrypted = box.encrypt(password) if password is not None else None
+    if "name" in changes:
+        connection.name = changes.pop("name")
+    kind = changes.pop("kind", connection.kind)
+    sent, secret = _secret_of(kind, changes)
+    if sent:
+        connection.password_encrypted = box.encrypt(secret) if secret is not None else None
+    for field in SECRET_FIELDS:
+        changes.pop(field, None)
     if "options" in changes:
-        options = data.options
-        connection.options = options.model_dump(exclude_none=True) if options else {}
-        changes.pop("options")
-    for field, value in changes.items():
-        setattr(connection, field, value)
+        connection.options = changes.pop("options") or {}
+    connection.kind = kind
+    _set_location(connection, {**_location(connection), **changes})
     _validate(connection)
     _flush_unique_name(session, connection.name)
     return connection
 
 
-# Where the stored password would be sent: changing one of these without the password would let
-# anyone allowed to edit a connection test it against a server of theirs and collect it.
-_DESTINATION = ("kind", "host", "port")
-
-
 def _refuse_moving_the_password(connection: Connection, changes: dict[str, Any]) -> None:
-    if connection.password_encrypted is None or "password" in changes:
+    """Where the stored secret would be sent: changing that without sending the secret again
+    would let anyone allowed to edit a connection test it against a server of theirs and
+    collect the secret."""
+    if connection.password_encrypted is None or any(f in changes for f in SECRET_FIELDS):
         return
-    moved = [f for f in _DESTINATION if f in changes and changes[f] != getattr(connection, f)]
+    current = {**_location(connection), "kind": connection.kind}
+    destination = get_connector(connection.kind).destination_fields
+    moved = [f for f in destination if f in changes and changes[f] != current[f]]
     if moved:
+        secret_field = get_connector(connection.kind).secret_field
         raise InvalidInputError(
-            f"Changing {', '.join(moved)} would send the stored password to another server: "
-            "send the password again in the same request (or null to clear it)."
+            f"Changing {', '.join(moved)} would send the stored {secret_field} to another "
+            f"server: send the {secret_field} again in the same request (or null to clear it)."
         )
 
 
@@ -134,14 +166,11 @@ def delete_connection(session: Session, connection_id: int) -> None:
 
 def connection_spec(connection: Connection, box: SecretBox) -> ConnectionSpec:
     """How to reach a connection's source, with its password decrypted (memory only)."""
-    password = box.decrypt(connection.password_encrypted) if connection.password_encrypted else None
+    secret = box.decrypt(connection.password_encrypted) if connection.password_encrypted else None
     return ConnectionSpec(
         kind=connection.kind,
-        host=connection.host,
-        port=connection.port,
-        database=connection.database,
-        username=connection.username,
-        password=password,
+        **_location(connection),
+        **{get_connector(connection.kind).secret_field: secret},
         options=dict(connection.options or {}),
     )
 

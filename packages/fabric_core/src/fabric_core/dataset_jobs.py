@@ -70,9 +70,9 @@ def queue_dataset(
 
 
 def dataset_secrets(session: Session, request: DatasetRequest, box: SecretBox) -> list[str | None]:
-    """The passwords of every connection the dataset reads."""
+    """The secrets of every connection the dataset reads."""
     plan = plan_dataset(session, request, box)
-    return list({source.spec.password for source in plan.sources})
+    return list({secret for source in plan.sources for secret in source.spec.secrets})
 
 
 def dataset_work(context: JobContext, request: DatasetRequest) -> dict:

@@ -56,8 +56,11 @@ class Connection(Base):
     port: Mapped[int | None]
     database: Mapped[str | None] = mapped_column(String(1024))
     username: Mapped[str | None] = mapped_column(String(255))
+    # The kind's secret (a password, an S3 secret key), encrypted.
     password_encrypted: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Location fields without a column of their own (an S3 bucket, prefix, endpoint...).
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_synced_at: Mapped[datetime | None]
@@ -98,6 +101,8 @@ class CatalogTable(Base):
     kind: Mapped[str] = mapped_column(String(16))
     row_estimate: Mapped[int | None] = mapped_column(BigInteger)
     comment: Mapped[str | None] = mapped_column(Text)
+    # What the table was harvested from (see HarvestedTable.fingerprint); null for databases.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     removed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

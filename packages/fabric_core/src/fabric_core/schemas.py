@@ -7,13 +7,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ConnectionKind = Literal["postgresql", "mysql", "sqlite"]
+from fabric_core.catalog.harvest import LogicalType
+from fabric_core.connectors import CONNECTION_KINDS
+
+# The registered kinds (fabric_core.connectors), so the API's enum follows the registry.
+ConnectionKind = Literal[CONNECTION_KINDS]  # type: ignore[valid-type]
 JobStatus = Literal["queued", "running", "success", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
 
 
 class ConnectionOptions(BaseModel):
-    """Per-connection options; unknown keys are refused so a typo does not pass silently."""
+    """Options of the database kinds; unknown keys are refused so a typo does not pass
+    silently. Each kind's connector names its options model (``options_model``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +49,15 @@ class ConnectionBase(BaseModel):
         default=None, max_length=1024, description="Database name; for sqlite the file path."
     )
     username: str | None = Field(default=None, max_length=255)
+    bucket: str | None = Field(default=None, max_length=63, description="s3: the bucket.")
+    prefix: str | None = Field(
+        default=None, max_length=1024, description="s3: the folder of the bucket to harvest."
+    )
+    endpoint_url: str | None = Field(
+        default=None, max_length=1024, description="s3: an S3-compatible server (default AWS)."
+    )
+    region: str | None = Field(default=None, max_length=64, description="s3: the region.")
+    access_key_id: str | None = Field(default=None, max_length=255)
 
 
 class ConnectionCreate(ConnectionBase):
@@ -52,7 +66,12 @@ class ConnectionCreate(ConnectionBase):
     name: str = Field(min_length=1, max_length=200)
     kind: ConnectionKind
     password: str | None = Field(default=None, max_length=1024)
-    options: ConnectionOptions = Field(default_factory=ConnectionOptions)
+    secret_access_key: str | None = Field(
+        default=None, max_length=1024, description="s3: stored encrypted, never returned."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The kind's options; unknown keys are refused."
+    )
 
     @field_validator("name")
     @classmethod
@@ -71,7 +90,8 @@ class ConnectionUpdate(ConnectionBase):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     kind: ConnectionKind | None = None
     password: str | None = Field(default=None, max_length=1024)
-    options: ConnectionOptions | None = None
+    secret_access_key: str | None = Field(default=None, max_length=1024)
+    options: dict[str, Any] | None = None
 
 
 class ConnectionPublic(ConnectionBase):
@@ -81,6 +101,7 @@ class ConnectionPublic(ConnectionBase):
     name: str
     kind: ConnectionKind
     has_password: bool
+    has_secret: bool = Field(description="A password or secret key is stored.")
     options: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -192,20 +213,8 @@ class SyncQueued(BaseModel):
 
 # --- Mappings -------------------------------------------------------------------------------
 
-LogicalTypeName = Literal[
-    "string",
-    "integer",
-    "float",
-    "decimal",
-    "boolean",
-    "date",
-    "datetime",
-    "time",
-    "binary",
-    "json",
-    "array",
-    "other",
-]
+# Plain strings in JSON; the one vocabulary is LogicalType.
+LogicalTypeName = LogicalType
 SAFE_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ScalarValue = str | int | float | bool
 
@@ -217,6 +226,14 @@ def value_as_text(value: ScalarValue | None) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+class ColumnValues(BaseModel):
+    """Distinct values of a source column, as text (how value mappings compare them)."""
+
+    column_id: int
+    values: list[str]
+    truncated: bool = Field(description="The column has more distinct values than listed.")
 
 
 class UnifiedColumnCreate(BaseModel):

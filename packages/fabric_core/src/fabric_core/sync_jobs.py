@@ -39,7 +39,7 @@ def queue_sync(
 
 
 def sync_secrets(session: Session, params: SyncParams, box: SecretBox) -> list[str | None]:
-    return [connection_spec(get_connection(session, params.connection_id), box).password]
+    return connection_spec(get_connection(session, params.connection_id), box).secrets
 
 
 def sync_work(context: JobContext, params: SyncParams) -> dict:

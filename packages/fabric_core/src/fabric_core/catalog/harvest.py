@@ -50,16 +50,30 @@ class HarvestedTable:
     row_estimate: int | None = None
     comment: str | None = None
     columns: list[HarvestedColumn] = field(default_factory=list)
+    # What the table was read from (e.g. object keys, ETags and sizes): when it has not
+    # changed, the next sync reuses the stored columns without reading the source again.
+    fingerprint: str | None = None
 
 
 @dataclass(slots=True)
 class HarvestedCatalog:
     schemas: list[str]
     tables: list[HarvestedTable]
+    # Objects that could not be harvested ({"object": ..., "error": ...}); the rest synced.
+    errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def column_count(self) -> int:
         return sum(len(table.columns) for table in self.tables)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownTable:
+    """What the last sync stored for a table with a fingerprint."""
+
+    fingerprint: str
+    row_estimate: int | None
+    columns: list[HarvestedColumn]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.catalog.harvest import HarvestedCatalog, HarvestedColumn, HarvestedTable
+from fabric_core.catalog.harvest import (
+    ForeignKeyTarget,
+    HarvestedCatalog,
+    HarvestedColumn,
+    HarvestedTable,
+    KnownTable,
+    LogicalType,
+)
 from fabric_core.connectors import get_connector
-from fabric_core.connectors.base import ConnectionSpec, open_source
+from fabric_core.connectors.base import ConnectionSpec
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection, utcnow
 
 # Tables written per transaction; progress is committed with each chunk.
@@ -38,15 +46,20 @@ class SyncStats:
     columns_removed: int = 0
     harvest_seconds: float = 0.0
     persist_seconds: float = 0.0
+    # Objects of the source that could not be harvested; the others were.
+    errors: list[dict[str, str]] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def harvest(spec: ConnectionSpec, timeout: float) -> HarvestedCatalog:
-    """Read a source's catalog in a few bulk queries."""
-    with open_source(spec, timeout) as connection:
-        return get_connector(spec.kind).harvest_catalog(connection, spec, spec.schema_filter)
+def harvest(
+    spec: ConnectionSpec,
+    timeout: float,
+    known: dict[tuple[str, str], KnownTable] | None = None,
+) -> HarvestedCatalog:
+    """Read a source's catalog through its kind's connector."""
+    return get_connector(spec.kind).harvest(spec, timeout, known=known)
 
 
 def sync_connection(
@@ -70,9 +83,14 @@ def sync_connection(
         Counts of added, changed and removed tables and columns.
     """
     started = time.perf_counter()
-    catalog = harvest(spec, timeout)
+    with session_factory() as session:
+        known = _load_known(session, connection_id)
+    catalog = harvest(spec, timeout, known)
     stats = SyncStats(
-        schemas=len(catalog.schemas), tables=len(catalog.tables), columns=catalog.column_count
+        schemas=len(catalog.schemas),
+        tables=len(catalog.tables),
+        columns=catalog.column_count,
+        errors=list(catalog.errors),
     )
     stats.harvest_seconds = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
@@ -112,6 +130,62 @@ def _column_values(column: HarvestedColumn) -> tuple:
     )
 
 
+def _load_known(session: Session, connection_id: int) -> dict[tuple[str, str], KnownTable]:
+    """The live tables with a fingerprint and their live columns, by (schema, table)."""
+    tables = {
+        row.id: (row.schema_name, row.name, row.fingerprint, row.row_estimate)
+        for row in session.execute(
+            select(
+                CatalogTable.id,
+                CatalogSchema.name.label("schema_name"),
+                CatalogTable.name,
+                CatalogTable.fingerprint,
+                CatalogTable.row_estimate,
+            )
+            .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
+            .where(
+                CatalogTable.connection_id == connection_id,
+                CatalogTable.fingerprint.is_not(None),
+                CatalogTable.removed_at.is_(None),
+            )
+        )
+    }
+    if not tables:
+        return {}
+    columns: dict[int, list[HarvestedColumn]] = {table_id: [] for table_id in tables}
+    for column in session.scalars(
+        select(CatalogColumn)
+        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+        .where(
+            CatalogTable.connection_id == connection_id,
+            CatalogTable.fingerprint.is_not(None),
+            CatalogColumn.removed_at.is_(None),
+        )
+        .order_by(CatalogColumn.table_id, CatalogColumn.ordinal)
+    ):
+        if column.table_id in columns:
+            columns[column.table_id].append(_harvested(column))
+    return {
+        (schema, name): KnownTable(fingerprint, row_estimate, columns[table_id])
+        for table_id, (schema, name, fingerprint, row_estimate) in tables.items()
+    }
+
+
+def _harvested(column: CatalogColumn) -> HarvestedColumn:
+    fk = column.fk_table and ForeignKeyTarget(column.fk_schema, column.fk_table, column.fk_column)
+    return HarvestedColumn(
+        name=column.name,
+        ordinal=column.ordinal,
+        native_type=column.native_type,
+        logical_type=LogicalType(column.logical_type),
+        nullable=column.nullable,
+        default=column.default,
+        primary_key=column.primary_key,
+        foreign_key=fk or None,
+        comment=column.comment,
+    )
+
+
 @dataclass(slots=True)
 class _StoredTable:
     id: int
@@ -119,6 +193,7 @@ class _StoredTable:
     row_estimate: int | None
     comment: str | None
     removed_at: datetime | None
+    fingerprint: str | None
 
 
 @dataclass(slots=True)
@@ -234,10 +309,13 @@ def _load_tables(session: Session, connection_id: int) -> dict[tuple[int, str], 
             CatalogTable.row_estimate,
             CatalogTable.comment,
             CatalogTable.removed_at,
+            CatalogTable.fingerprint,
         ).where(CatalogTable.connection_id == connection_id)
     )
     return {
-        (r.schema_id, r.name): _StoredTable(r.id, r.kind, r.row_estimate, r.comment, r.removed_at)
+        (r.schema_id, r.name): _StoredTable(
+            r.id, r.kind, r.row_estimate, r.comment, r.removed_at, r.fingerprint
+        )
         for r in rows
     }
 
@@ -291,14 +369,17 @@ def _sync_tables(
             described_differently
             or stored.removed_at is not None
             or stored.row_estimate != table.row_estimate
+            or stored.fingerprint != table.fingerprint
         ):
-            # Row estimates drift all the time: stored, but not counted as a change.
+            # Row estimates drift all the time: stored, but not counted as a change; a new
+            # fingerprint counts only through the columns it brings.
             table_updates.append(
                 {
                     "id": stored.id,
                     "kind": table.kind,
                     "comment": table.comment,
                     "row_estimate": table.row_estimate,
+                    "fingerprint": table.fingerprint,
                     "removed_at": None,
                     "updated_at": now,
                 }
@@ -319,6 +400,7 @@ def _sync_tables(
                     "kind": t.kind,
                     "row_estimate": t.row_estimate,
                     "comment": t.comment,
+                    "fingerprint": t.fingerprint,
                     "created_at": now,
                     "updated_at": now,
                 }

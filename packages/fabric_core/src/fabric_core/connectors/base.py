@@ -1,4 +1,4 @@
-"""What every connector shares: the connection spec, opening a source, testing it."""
+"""What every connector shares: the connection spec; and for SQL kinds opening a source."""
 
 from __future__ import annotations
 
@@ -30,6 +30,17 @@ class ConnectionSpec:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
+    bucket: str | None = None
+    prefix: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value the spec carries, in clear: what error texts must never show."""
+        return [s for s in (self.password, self.secret_access_key) if s]
 
     @property
     def schema_filter(self) -> SchemaFilter:
@@ -41,11 +52,7 @@ class ConnectionSpec:
     @property
     def address(self) -> str:
         """Where the source is, for messages (never with credentials)."""
-        if self.kind == "sqlite":
-            return f"SQLite file {self.database}"
-        return (
-            f"{self.kind} server {self.host}:{self.port or get_connector(self.kind).DEFAULT_PORT}"
-        )
+        return get_connector(self.kind).address(self)
 
 
 def create_source_engine(spec: ConnectionSpec, timeout: float) -> Engine:
@@ -64,11 +71,11 @@ def source_error(spec: ConnectionSpec, exc: BaseException) -> SourceError:
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     error_class = connector.classify_error(original)
     detail = " ".join(str(original).split())
-    message = redact(f"{spec.address}: {detail}", [spec.password])
+    message = redact(f"{spec.address}: {detail}", spec.secrets)
     if error_class is SourceAuthError:
         message = redact(
             f"{spec.address} refused the credentials of user {spec.username!r}: {detail}",
-            [spec.password],
+            spec.secrets,
         )
     return error_class(message)
 
@@ -92,24 +99,26 @@ def open_source(spec: ConnectionSpec, timeout: float) -> Iterator[Connection]:
 
 
 def check_connection(spec: ConnectionSpec, timeout: float) -> ConnectionCheck:
-    """Connect once and say whether the source answered and accepted the credentials."""
-    started = time.perf_counter()
-    try:
-        with open_source(spec, timeout) as connection:
-            version = get_connector(spec.kind).server_version(connection)
-    except SourceError as exc:
-        return ConnectionCheck(
-            ok=False,
-            reachable=not isinstance(exc, SourceUnreachableError),
-            authenticated=False,
-            message=exc.message,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+    """Reach the source once and say whether it answered and accepted the credentials."""
+    return get_connector(spec.kind).check(spec, timeout)
+
+
+def failed_check(exc: SourceError, started: float) -> ConnectionCheck:
+    return ConnectionCheck(
+        ok=False,
+        reachable=not isinstance(exc, SourceUnreachableError),
+        authenticated=False,
+        message=exc.message,
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def passed_check(message: str, started: float, version: str | None = None) -> ConnectionCheck:
     return ConnectionCheck(
         ok=True,
         reachable=True,
         authenticated=True,
-        message=f"Connected to {spec.address}",
+        message=message,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         server_version=version,
     )

@@ -21,6 +21,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
 DEFAULT_PORT = 3306
@@ -227,3 +228,22 @@ def read_batches(
 
 def _quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
+
+
+class MySQLConnector(SqlConnector):
+    kind = "mysql"
+    default_port = DEFAULT_PORT
+
+    build_url = staticmethod(build_url)
+    connect_args = staticmethod(connect_args)
+    classify_error = staticmethod(classify_error)
+    server_version = staticmethod(server_version)
+    harvest_catalog = staticmethod(harvest_catalog)
+    read_batches = staticmethod(read_batches)
+
+    def logical_type(self, native_type: str) -> LogicalType:
+        base = native_type.split("(")[0].split()[0] if native_type.strip() else ""
+        return logical_type(base, native_type)
+
+
+CONNECTOR = MySQLConnector()

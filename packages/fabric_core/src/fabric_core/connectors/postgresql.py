@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
 DEFAULT_PORT = 5432
@@ -147,6 +149,34 @@ def logical_type(type_name: str, type_category: str) -> LogicalType:
     return LogicalType.OTHER
 
 
+# The same vocabulary for types as ``format_type`` spells them (what the catalog records).
+_FORMAT_NAMES = {
+    **dict.fromkeys(("smallint", "integer", "bigint", "oid"), LogicalType.INTEGER),
+    **dict.fromkeys(("real", "double precision"), LogicalType.FLOAT),
+    **dict.fromkeys(("numeric", "money"), LogicalType.DECIMAL),
+    "boolean": LogicalType.BOOLEAN,
+    "date": LogicalType.DATE,
+    **dict.fromkeys(
+        ("timestamp without time zone", "timestamp with time zone"), LogicalType.DATETIME
+    ),
+    **dict.fromkeys(("time without time zone", "time with time zone"), LogicalType.TIME),
+    "bytea": LogicalType.BINARY,
+    **dict.fromkeys(("json", "jsonb"), LogicalType.JSON),
+    **dict.fromkeys(
+        ("text", "character varying", "character", "name", "uuid", "citext"), LogicalType.STRING
+    ),
+}
+_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
+
+
+def native_logical_type(native_type: str) -> LogicalType:
+    """The logical type of a ``format_type`` spelling (``numeric(12,2)``, ``text[]``)."""
+    if native_type.endswith("]"):
+        return LogicalType.ARRAY
+    base = " ".join(_TYPE_MODIFIER.sub("", native_type).split())
+    return _FORMAT_NAMES.get(base, LogicalType.OTHER)
+
+
 def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -> HarvestedCatalog:
     schemas = [
         (oid, name)
@@ -262,3 +292,21 @@ def read_batches(
         yield from duck.stream(connection, sql, batch_rows)
     except duckdb.Error as exc:
         raise source_error(spec, exc) from None
+
+
+class PostgreSQLConnector(SqlConnector):
+    kind = "postgresql"
+    default_port = DEFAULT_PORT
+
+    build_url = staticmethod(build_url)
+    connect_args = staticmethod(connect_args)
+    classify_error = staticmethod(classify_error)
+    server_version = staticmethod(server_version)
+    harvest_catalog = staticmethod(harvest_catalog)
+    read_batches = staticmethod(read_batches)
+
+    def logical_type(self, native_type: str) -> LogicalType:
+        return native_logical_type(native_type)
+
+
+CONNECTOR = PostgreSQLConnector()

@@ -17,6 +17,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import InvalidInputError, SourceError, SourceUnreachableError
 
 DEFAULT_PORT = None
@@ -178,3 +179,29 @@ def read_batches(
         yield from duck.stream(connection, sql, batch_rows)
     except duckdb.Error as exc:
         raise source_error(spec, exc) from None
+
+
+class SQLiteConnector(SqlConnector):
+    kind = "sqlite"
+    default_port = DEFAULT_PORT
+
+    def complete_settings(self, values: dict[str, Any]) -> dict[str, Any]:
+        if not values.get("database"):
+            raise InvalidInputError("A sqlite connection needs 'database': the path of the file.")
+        return values
+
+    def address(self, spec) -> str:
+        return f"SQLite file {spec.database}"
+
+    build_url = staticmethod(build_url)
+    connect_args = staticmethod(connect_args)
+    classify_error = staticmethod(classify_error)
+    server_version = staticmethod(server_version)
+    harvest_catalog = staticmethod(harvest_catalog)
+    read_batches = staticmethod(read_batches)
+
+    def logical_type(self, native_type: str) -> LogicalType:
+        return logical_type(native_type)
+
+
+CONNECTOR = SQLiteConnector()

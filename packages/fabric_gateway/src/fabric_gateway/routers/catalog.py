@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from fabric_core.catalog.browse import get_table
+from fabric_core.catalog.values import column_values
 from fabric_core.errors import FabricError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.jobs import cancel_job, fail_stale_jobs, get_job, list_jobs
-from fabric_core.schemas import JobPublic, TableDetail
+from fabric_core.schemas import ColumnValues, JobPublic, TableDetail
 from fabric_web.common import RuntimeDep, SessionDep
 from fastapi import APIRouter, Query
 
@@ -23,6 +24,23 @@ router = APIRouter(prefix="/api")
 def table_detail(table_id: int, session: SessionDep) -> TableDetail:
     """A table with its columns."""
     return get_table(session, table_id)
+
+
+@router.get("/columns/{column_id}/values", response_model=ColumnValues, tags=["catalog"])
+def values(
+    column_id: int,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> ColumnValues:
+    """Distinct values of a column, read from its source (to write value mappings against)."""
+    return column_values(
+        session,
+        column_id,
+        runtime.box,
+        limit=limit,
+        timeout=runtime.settings.source_connect_timeout,
+    )
 
 
 @router.get("/jobs", response_model=list[JobPublic], tags=["jobs"])

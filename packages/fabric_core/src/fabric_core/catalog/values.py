@@ -1,0 +1,42 @@
+"""Value lookup: the distinct values of one catalog column, asked of its source."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabric_core.connections import connection_spec
+from fabric_core.connectors import get_connector
+from fabric_core.crypto import SecretBox
+from fabric_core.errors import InvalidInputError, NotFoundError
+from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection
+from fabric_core.schemas import ColumnValues, value_as_text
+
+
+def column_values(
+    session: Session, column_id: int, box: SecretBox, *, limit: int, timeout: float
+) -> ColumnValues:
+    """Up to ``limit`` distinct non-null values of a column, as text (how value mappings
+    compare them), read from the source with the lookup pushed down to it."""
+    row = session.execute(
+        select(CatalogColumn, CatalogTable, CatalogSchema.name, Connection)
+        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
+        .join(Connection, Connection.id == CatalogTable.connection_id)
+        .where(CatalogColumn.id == column_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"No catalog column with id {column_id}.")
+    column, table, schema, connection = row
+    if column.removed_at is not None or table.removed_at is not None:
+        raise InvalidInputError(f"Column {column.name} (id {column_id}) was removed by a sync.")
+    spec = connection_spec(connection, box)
+    values = get_connector(spec.kind).distinct_values(
+        spec, schema, table.name, column.name, limit=limit + 1, timeout=timeout
+    )
+    texts = [v if isinstance(v, str | int | float | bool) else str(v) for v in values]
+    return ColumnValues(
+        column_id=column_id,
+        values=[value_as_text(v) for v in texts[:limit]],
+        truncated=len(values) > limit,
+    )

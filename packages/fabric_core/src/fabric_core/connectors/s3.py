@@ -1,0 +1,320 @@
+"""Files on S3 (any S3-compatible server) as a source: a bucket and prefix whose Parquet,
+CSV and newline-delimited JSON files are tables (see ``s3_layout`` for which make which).
+
+The catalog has one schema per connection, named ``bucket/prefix``; a table's name is its
+key (or folder) relative to the prefix. A table's fingerprint is its objects' keys, ETags
+and sizes: a re-sync of unchanged objects lists the prefix and reads no file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from fabric_core.catalog.harvest import (
+    HarvestedCatalog,
+    HarvestedColumn,
+    HarvestedTable,
+    KnownTable,
+    LogicalType,
+)
+from fabric_core.connectors import s3_formats
+from fabric_core.connectors.base import ConnectionSpec, failed_check, passed_check
+from fabric_core.connectors.contract import Connector
+from fabric_core.connectors.s3_layout import ObjectTable, S3Object, group_tables
+from fabric_core.crypto import redact
+from fabric_core.errors import (
+    InvalidInputError,
+    SourceAuthError,
+    SourceError,
+    SourceUnreachableError,
+)
+from fabric_core.schemas import ConnectionCheck
+
+DEFAULT_REGION = "us-east-1"
+_AUTH_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
+
+
+class S3Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include: list[str] | None = Field(
+        default=None, description="Glob patterns of keys (relative to the prefix) to harvest."
+    )
+    exclude: list[str] | None = Field(default=None, description="Glob patterns to leave out.")
+    csv_delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    csv_quote: str | None = Field(default=None, min_length=1, max_length=1)
+    csv_header: bool | None = Field(default=None, description="First line names the columns.")
+    csv_encoding: str | None = Field(default=None, max_length=32)
+
+
+_ARROW_TYPES = (
+    (("int", "uint"), LogicalType.INTEGER),
+    (("halffloat", "float", "double"), LogicalType.FLOAT),
+    (("decimal",), LogicalType.DECIMAL),
+    (("bool",), LogicalType.BOOLEAN),
+    (("date",), LogicalType.DATE),
+    (("timestamp",), LogicalType.DATETIME),
+    (("time",), LogicalType.TIME),
+    (("string", "large_string", "utf8", "large_utf8"), LogicalType.STRING),
+    (("binary", "large_binary", "fixed_size_binary"), LogicalType.BINARY),
+    (("list", "large_list", "fixed_size_list"), LogicalType.ARRAY),
+    (("struct", "map"), LogicalType.JSON),
+    (("null",), LogicalType.STRING),
+)
+
+
+def arrow_logical_type(native_type: str) -> LogicalType:
+    """The logical type of an Arrow type as ``str(pa.DataType)`` spells it."""
+    text = native_type.strip().lower()
+    if text.startswith("dictionary<values="):
+        return arrow_logical_type(text.removeprefix("dictionary<values=").split(",")[0])
+    for prefixes, logical in _ARROW_TYPES:
+        if text.startswith(prefixes):
+            return logical
+    return LogicalType.OTHER
+
+
+class S3Connector(Connector):
+    kind = "s3"
+    fields: ClassVar[frozenset[str]] = frozenset(
+        {"bucket", "prefix", "endpoint_url", "region", "access_key_id"}
+    )
+    secret_field: ClassVar[str] = "secret_access_key"
+    destination_fields: ClassVar[tuple[str, ...]] = ("kind", "endpoint_url", "bucket", "region")
+    options_model = S3Options
+
+    def complete_settings(self, values: dict[str, Any]) -> dict[str, Any]:
+        bucket = values.get("bucket")
+        if not bucket or "/" in bucket:
+            raise InvalidInputError("An s3 connection needs 'bucket': a bucket name (no '/').")
+        values["prefix"] = (values.get("prefix") or "").strip("/") or None
+        if endpoint := values.get("endpoint_url"):
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidInputError("endpoint_url must be an http(s) URL with a host.")
+            if parts.username or parts.password or parts.query or parts.fragment:
+                raise InvalidInputError(
+                    "endpoint_url must not carry credentials, a query or a fragment."
+                )
+        return values
+
+    def address(self, spec: ConnectionSpec) -> str:
+        where = spec.endpoint_url or f"AWS {spec.region or DEFAULT_REGION}"
+        return f"S3 {_root(spec)} at {where}"
+
+    def logical_type(self, native_type: str) -> LogicalType:
+        return arrow_logical_type(native_type)
+
+    def check(self, spec: ConnectionSpec, timeout: float) -> ConnectionCheck:
+        started = time.perf_counter()
+        try:
+            fs = _filesystem(spec, timeout)
+            _call(spec, fs.call_s3, "list_objects_v2", **_list_args(spec), MaxKeys=1)
+        except SourceError as exc:
+            return failed_check(exc, started)
+        return passed_check(f"Listed {spec.address}", started)
+
+    def harvest(
+        self,
+        spec: ConnectionSpec,
+        timeout: float,
+        *,
+        known: Mapping[tuple[str, str], KnownTable] | None = None,
+    ) -> HarvestedCatalog:
+        fs = _filesystem(spec, timeout)
+        tables, errors = _tables(spec, fs)
+        schema = _root(spec)
+        harvested: list[HarvestedTable] = []
+        for table in tables:
+            fingerprint = table.fingerprint(s3_formats.format_options(table, spec.options))
+            previous = (known or {}).get((schema, table.name))
+            if previous is not None and previous.fingerprint == fingerprint:
+                columns, rows = previous.columns, previous.row_estimate
+            else:
+                try:
+                    described = _call(spec, s3_formats.describe, fs, schema, table, spec.options)
+                except s3_formats.NotReadable as exc:
+                    errors.append({"object": table.name, "error": redact(str(exc), spec.secrets)})
+                    continue
+                columns = [
+                    HarvestedColumn(
+                        name=f.name,
+                        ordinal=i,
+                        native_type=str(f.type),
+                        logical_type=arrow_logical_type(str(f.type)),
+                        nullable=f.nullable,
+                    )
+                    for i, f in enumerate(described.fields, start=1)
+                ]
+                rows = described.row_estimate
+            harvested.append(
+                HarvestedTable(schema, table.name, "table", rows, None, columns, fingerprint)
+            )
+        return HarvestedCatalog(schemas=[schema], tables=harvested, errors=errors)
+
+    def read_batches(
+        self,
+        spec: ConnectionSpec,
+        schema: str,
+        table: str,
+        columns: list[str],
+        *,
+        text_columns: list[str] = (),
+        limit: int | None,
+        batch_rows: int,
+        timeout: float,
+    ) -> Iterator[pa.RecordBatch]:
+        fs = _filesystem(spec, timeout)
+        found = _table(spec, fs, schema, table)
+        batches = _call(
+            spec, s3_formats.read, fs, _root(spec), found, columns, spec.options, batch_rows
+        )
+        remaining = limit
+        try:
+            while remaining is None or remaining > 0:
+                batch = _call(spec, next, batches, None)
+                if batch is None:
+                    return
+                if remaining is not None:
+                    batch = batch.slice(0, remaining)
+                    remaining -= batch.num_rows
+                if text_columns:
+                    batch = _as_text(batch, text_columns)
+                if batch.num_rows:
+                    yield batch
+        finally:
+            batches.close()  # stops the scan: a preview reads only what it shows
+
+    def distinct_values(
+        self,
+        spec: ConnectionSpec,
+        schema: str,
+        table: str,
+        column: str,
+        *,
+        limit: int,
+        timeout: float,
+    ) -> list[Any]:
+        found: set[Any] = set()
+        batches = self.read_batches(
+            spec, schema, table, [column], limit=None, batch_rows=65536, timeout=timeout
+        )
+        try:
+            for batch in batches:
+                found.update(v for v in pc.unique(batch.column(0)).to_pylist() if v is not None)
+                if len(found) >= limit:
+                    break
+        finally:
+            batches.close()
+        return sorted(found, key=lambda v: (str(type(v)), v))[:limit]
+
+
+def _root(spec: ConnectionSpec) -> str:
+    return f"{spec.bucket}/{spec.prefix}" if spec.prefix else f"{spec.bucket}"
+
+
+def _list_args(spec: ConnectionSpec) -> dict[str, str]:
+    return {"Bucket": spec.bucket, "Prefix": f"{spec.prefix}/" if spec.prefix else ""}
+
+
+def _filesystem(spec: ConnectionSpec, timeout: float):
+    import s3fs
+
+    signed = bool(spec.access_key_id and spec.secret_access_key)
+    fs = s3fs.S3FileSystem(
+        # Never the ambient credentials of the process: a connection's own, or none.
+        anon=not signed,
+        key=spec.access_key_id if signed else None,
+        secret=spec.secret_access_key if signed else None,
+        endpoint_url=spec.endpoint_url,
+        client_kwargs={"region_name": spec.region or DEFAULT_REGION},
+        config_kwargs={
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        },
+        use_listings_cache=False,
+    )
+    fs.retries = 2  # s3fs's own retries of connection errors, on top of botocore's
+    return fs
+
+
+def _list(spec: ConnectionSpec, fs) -> list[S3Object]:
+    args = _list_args(spec)
+    objects: list[S3Object] = []
+    token: dict[str, str] = {}
+    while True:
+        page = _call(spec, fs.call_s3, "list_objects_v2", **args, **token)
+        for item in page.get("Contents", []):
+            key = item["Key"][len(args["Prefix"]) :]
+            if key and not key.endswith("/"):
+                objects.append(S3Object(key, item.get("ETag", "").strip('"'), item["Size"]))
+        if not page.get("IsTruncated"):
+            return objects
+        token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def _tables(spec: ConnectionSpec, fs) -> tuple[list[ObjectTable], list[dict[str, str]]]:
+    return group_tables(_list(spec, fs), spec.options.get("include"), spec.options.get("exclude"))
+
+
+def _table(spec: ConnectionSpec, fs, schema: str, name: str) -> ObjectTable:
+    if schema != _root(spec):
+        raise SourceError(f"{spec.address}: schema {schema!r} is not this connection's.")
+    for table in _tables(spec, fs)[0]:
+        if table.name == name:
+            return table
+    raise SourceError(f"{spec.address}: no file or folder {name!r} any more; sync again.")
+
+
+def _as_text(batch: pa.RecordBatch, text_columns: list[str]) -> pa.RecordBatch:
+    arrays = [
+        pc.cast(batch.column(i), pa.string()) if name in text_columns else batch.column(i)
+        for i, name in enumerate(batch.schema.names)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _call(spec: ConnectionSpec, function, *args, **kwargs):
+    """``function(...)`` with S3 client errors as Fabric errors, secrets redacted."""
+    try:
+        return function(*args, **kwargs)
+    except (SourceError, s3_formats.NotReadable):
+        raise
+    except Exception as exc:
+        raise _source_error(spec, exc) from None
+
+
+def _source_error(spec: ConnectionSpec, exc: Exception) -> SourceError:
+    detail = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), spec.secrets)
+    text = str(exc)
+    if isinstance(exc, PermissionError) or any(code in text for code in _AUTH_CODES):
+        return SourceAuthError(
+            redact(
+                f"{spec.address} refused the credentials of access key "
+                f"{spec.access_key_id!r}: {detail}",
+                spec.secrets,
+            )
+        )
+    if "NoSuchBucket" in text or "specified bucket does not exist" in text:
+        return SourceError(f"{spec.address}: bucket {spec.bucket!r} does not exist.")
+    if _unreachable(exc):
+        return SourceUnreachableError(f"{spec.address} is unreachable: {detail}")
+    return SourceError(f"{spec.address}: {detail}")
+
+
+def _unreachable(exc: Exception) -> bool:
+    name = type(exc).__name__
+    if "Timeout" in name or ("Connect" in name and type(exc).__module__.startswith("botocore")):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+
+
+CONNECTOR = S3Connector()
