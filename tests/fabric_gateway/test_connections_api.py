@@ -186,3 +186,14 @@ def test_out_of_range_ids_and_nul_bytes_are_422(api):
         json={"name": "n", "kind": "sqlite", "database": "/tmp/a\u0000b.db"},
     )
     assert nul.status_code == 422 and "NUL" in nul.text
+
+
+def test_a_secret_key_that_does_not_fit_is_a_503_that_says_what_to_do(settings):
+    with running_stack(settings) as api:
+        created = api.post("/api/data-connections", json=_pg_body())
+        assert created.status_code == 201
+    other_key = settings.model_copy(update={"secret_key": "another-key"})
+    with running_stack(other_key, with_sync=False, with_dataset=False) as api:
+        answer = api.post(f"/api/data-connections/{created.json()['id']}/test")
+    assert answer.status_code == 503
+    assert "cannot be decrypted" in answer.json()["detail"]

@@ -69,14 +69,15 @@ def queue_dataset(
     return job, plan
 
 
-def dataset_secrets(session: Session, request: DatasetRequest, box: SecretBox) -> list[str | None]:
+def dataset_secrets(session: Session, params: DatasetRequest, box: SecretBox) -> list[str | None]:
     """The secrets of every connection the dataset reads."""
-    plan = plan_dataset(session, request, box)
+    plan = plan_dataset(session, params, box)
     return list({secret for source in plan.sources for secret in source.spec.secrets})
 
 
-def dataset_work(context: JobContext, request: DatasetRequest) -> dict:
+def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
     """Build the next version of the dataset and publish it with the job's success."""
+    request = params
     runtime = context.runtime
     session_factory, storage, settings = runtime.session_factory, runtime.storage, runtime.settings
     with session_factory() as session:

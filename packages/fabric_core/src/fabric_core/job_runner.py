@@ -93,7 +93,7 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
                 runtime.session_factory, job_id, status="success", stats=stats or {}
             ):
                 log.info(
-                    "%s job %s was cancelled as it finished; kept cancelled", kind.name, job_id
+                    "%s job %s was cancelled as it ended; it stays cancelled", kind.name, job_id
                 )
     return True
 

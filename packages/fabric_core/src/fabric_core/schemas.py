@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fabric_core.catalog.harvest import LogicalType
-from fabric_core.connectors import CONNECTION_KINDS
+from fabric_core.source_kinds import CONNECTION_KINDS
 
 # The registered kinds (fabric_core.connectors), so the API's enum follows the registry.
 ConnectionKind = Literal[CONNECTION_KINDS]  # type: ignore[valid-type]

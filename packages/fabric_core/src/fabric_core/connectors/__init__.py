@@ -1,6 +1,7 @@
 """Source kinds: one module per kind, each exporting ``CONNECTOR``, an instance of
 :class:`fabric_core.connectors.contract.Connector` (settings, check, harvest, read batches,
-value lookup, logical types). Adding a kind means adding one module and one line below.
+value lookup, logical types). Adding a kind means adding one module and one line in
+``fabric_core.source_kinds``.
 """
 
 from __future__ import annotations
@@ -10,17 +11,12 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from fabric_core.errors import InvalidInputError
+from fabric_core.source_kinds import CONNECTION_KINDS, CONNECTOR_MODULES
 
 if TYPE_CHECKING:
     from fabric_core.connectors.contract import Connector
 
-CONNECTOR_MODULES = {
-    "postgresql": "fabric_core.connectors.postgresql",
-    "mysql": "fabric_core.connectors.mysql",
-    "sqlite": "fabric_core.connectors.sqlite",
-    "s3": "fabric_core.connectors.s3",
-}
-CONNECTION_KINDS = tuple(CONNECTOR_MODULES)
+__all__ = ["CONNECTION_KINDS", "get_connector"]
 
 
 def get_connector(kind: str) -> Connector:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import connectorx
 import pymysql
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.engine import URL
@@ -21,6 +22,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors.base import open_source, source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -199,10 +201,6 @@ def read_batches(
 
     ``text_columns`` (decimals wider than Arrow's 38 digits) are sent as text.
     """
-    import connectorx
-
-    from fabric_core.connectors.base import open_source, source_error
-
     # connectorx's pool waits 30 s on a refused login; a plain connect answers in milliseconds.
     with open_source(spec, timeout):
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import duckdb
 import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
@@ -17,6 +18,8 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors import duck
+from fabric_core.connectors.base import source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -260,11 +263,6 @@ def read_batches(
     with ``text_columns`` (decimals DuckDB would turn into doubles), sends its own SELECT to
     PostgreSQL through ``postgres_query``, so the LIMIT and the ``::text`` casts run there.
     """
-    import duckdb
-
-    from fabric_core.connectors import duck
-    from fabric_core.connectors.base import source_error
-
     dsn = duck.quote_literal(libpq_dsn(spec) + f" connect_timeout={max(1, round(timeout))}")
     projection = ", ".join(duck.quote_identifier(c) for c in columns)
     try:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import s3fs
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabric_core.catalog.harvest import (
@@ -225,7 +226,6 @@ def _list_args(spec: ConnectionSpec) -> dict[str, str]:
 
 
 def _filesystem(spec: ConnectionSpec, timeout: float):
-    import s3fs
 
     signed = bool(spec.access_key_id and spec.secret_access_key)
     fs = s3fs.S3FileSystem(

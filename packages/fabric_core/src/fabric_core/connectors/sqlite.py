@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
@@ -17,6 +18,8 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
+from fabric_core.connectors import duck
+from fabric_core.connectors.base import source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import InvalidInputError, SourceError, SourceUnreachableError
 
@@ -158,11 +161,6 @@ def read_batches(
     Every value comes as text: SQLite lets any value into any column, so the declared type
     says little; the dataset build casts and counts what does not fit.
     """
-    import duckdb
-
-    from fabric_core.connectors import duck
-    from fabric_core.connectors.base import source_error
-
     path = Path(spec.database).expanduser().resolve()
     if not path.is_file():
         raise SourceUnreachableError(f"SQLite file {spec.database}: no such file")
