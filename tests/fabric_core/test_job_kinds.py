@@ -169,7 +169,7 @@ def test_the_poll_helper_returns_the_end_and_times_out():
     answers = iter([{"id": "j", "status": "queued"}, {"id": "j", "status": "running"}])
     ended = {"id": "j", "status": "failed", "error": "x"}
     assert wait_for_job_end(lambda: next(answers, ended), poll_interval=0) == ended
-    with pytest.raises(TimeoutError, match=r"Job j still running after 0\.05 s"):
+    with pytest.raises(errors.ServiceUnavailableError, match=r"Job j still running after 0\.05 s"):
         wait_for_job_end(lambda: {"id": "j", "status": "running"}, poll_interval=0.01, timeout=0.05)
 
 

@@ -92,6 +92,20 @@ def test_moving_a_connection_needs_its_password_again(api):
     assert api.patch(url, json={"host": "elsewhere"}).status_code == 200
 
 
+def test_another_kinds_secret_field_does_not_count_as_sending_the_secret(api):
+    created = api.post("/api/data-connections", json=_pg_body()).json()
+    url = f"/api/data-connections/{created['id']}"
+    for change in (
+        {"host": "collector.example", "secret_access_key": None},
+        {"kind": "s3", "bucket": "b", "password": None},
+        {"kind": "s3", "bucket": "b", "host": None, "port": None, "database": None},
+    ):
+        refused = api.patch(url, json=change)
+        assert refused.status_code == 422, (change, refused.text)
+    kept = api.get(url).json()
+    assert (kept["kind"], kept["host"], kept["has_password"]) == ("postgresql", PG_HOST, True)
+
+
 def test_port_defaults_per_kind(api):
     body = _pg_body(name="m", kind="mysql", host=MYSQL_HOST, port=None, password=None)
     created = api.post("/api/data-connections", json=body).json()

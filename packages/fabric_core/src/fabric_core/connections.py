@@ -52,7 +52,8 @@ def _secret_of(kind: str, fields: dict[str, Any]) -> tuple[bool, str | None]:
     field is refused rather than ignored."""
     connector = get_connector(kind)
     for field in SECRET_FIELDS:
-        if field != connector.secret_field and fields.get(field) is not None:
+        # Even as null: a foreign secret field must not count as "the secret was sent".
+        if field != connector.secret_field and field in fields:
             raise InvalidInputError(
                 f"{field} does not apply to a {kind} connection "
                 f"(its secret is {connector.secret_field})."
@@ -77,7 +78,9 @@ def to_public(connection: Connection) -> ConnectionPublic:
 
 
 def create_connection(session: Session, data: ConnectionCreate, box: SecretBox) -> Connection:
-    _, secret = _secret_of(data.kind, data.model_dump(include=set(SECRET_FIELDS)))
+    _, secret = _secret_of(
+        data.kind, data.model_dump(include=set(SECRET_FIELDS), exclude_unset=True)
+    )
     connection = Connection(
         name=data.name,
         kind=data.kind,
@@ -140,16 +143,21 @@ def update_connection(
 def _refuse_moving_the_password(connection: Connection, changes: dict[str, Any]) -> None:
     """Where the stored secret would be sent: changing that without sending the secret again
     would let anyone allowed to edit a connection test it against a server of theirs and
-    collect the secret."""
-    if connection.password_encrypted is None or any(f in changes for f in SECRET_FIELDS):
+    collect the secret. Only the secret field of the kind the connection will have counts as
+    sent (another kind's field, even null, does not)."""
+    if connection.password_encrypted is None:
+        return
+    target = get_connector(changes.get("kind") or connection.kind)
+    if target.secret_field in changes:
         return
     current = {**_location(connection), "kind": connection.kind}
-    destination = get_connector(connection.kind).destination_fields
-    moved = [f for f in destination if f in changes and changes[f] != current[f]]
+    destination = {"kind", *get_connector(connection.kind).destination_fields}
+    destination |= set(target.destination_fields)
+    moved = [f for f in sorted(destination) if f in changes and changes[f] != current.get(f)]
     if moved:
-        secret_field = get_connector(connection.kind).secret_field
+        secret_field = target.secret_field
         raise InvalidInputError(
-            f"Changing {', '.join(moved)} would send the stored {secret_field} to another "
+            f"Changing {', '.join(moved)} would send the stored secret to another "
             f"server: send the {secret_field} again in the same request (or null to clear it)."
         )
 

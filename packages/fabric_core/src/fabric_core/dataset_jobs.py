@@ -82,6 +82,7 @@ def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
     session_factory, storage, settings = runtime.session_factory, runtime.storage, runtime.settings
     with session_factory() as session:
         plan = plan_dataset(session, request, runtime.box)
+        context.add_secrets(secret for s in plan.sources for secret in s.spec.secrets)
         dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
         if dataset is None:
             raise InvalidInputError(f"Dataset {request.name!r} was deleted before it was built.")

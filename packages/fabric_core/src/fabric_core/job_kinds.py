@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from fabric_core.errors import InvalidInputError
 from fabric_core.schemas import DatasetJobRequest, DatasetRequest, SyncJobRequest, SyncParams
@@ -55,7 +55,14 @@ class JobKind:
     """Where the params sit in a DAG run's conf: at the top level (None) or under this key."""
 
     def new_params(self, raw: Mapping[str, Any]) -> BaseModel:
-        return self.params_schema.model_validate(raw)
+        try:
+            return self.params_schema.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'params'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise InvalidInputError(f"Invalid params for a {self.name} job: {problems}") from None
 
     def params_of(self, job: Any) -> BaseModel:
         """A job row's params; a field the row keeps in a column of its own (``connection_id``)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,13 @@ class JobContext:
     runtime: Runtime
     job_id: str
     ended: bool = False
+    secrets: set[str] = field(default_factory=set, repr=False)
     _checked_at: float = field(default=0.0, repr=False)
+
+    def add_secrets(self, secrets: Iterable[str | None]) -> None:
+        """Secrets the work uses besides those its kind named at the start (a password changed
+        while the job waited): its errors are redacted of them too."""
+        self.secrets.update(s for s in secrets if s)
 
     def raise_if_cancelled(self, min_interval: float = 0.0) -> None:
         """Stop the work when the job was cancelled; checks at most every ``min_interval`` s."""
@@ -73,21 +79,26 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
         log.info("%s job %s already claimed, not running it again", kind.name, job_id)
         return False
     context = JobContext(kind, runtime, job_id)
-    secrets: Sequence[str | None] = ()
     with heartbeat(runtime.session_factory, job_id, runtime.settings.job_heartbeat_seconds):
         try:
             with runtime.session_factory() as session:
                 params = kind.params_of(get_job(session, job_id))
-                secrets = kind.secrets_function()(session, params, runtime.box)
+                context.add_secrets(kind.secrets_function()(session, params, runtime.box))
             stats = kind.work_function()(context, params)
         except JobCancelledError:
             log.info("%s job %s cancelled", kind.name, job_id)
         except FabricError as exc:
-            _fail(runtime, kind, job_id, redact(exc.message, list(secrets)))
+            _fail(runtime, kind, job_id, redact(exc.message, _longest_first(context.secrets)))
         except Exception as exc:
             # No traceback: driver messages may quote connection details; the text is redacted.
             message = f"Unexpected error: {type(exc).__name__}: {exc}"
-            _fail(runtime, kind, job_id, redact(message, list(secrets)), crashed=True)
+            _fail(
+                runtime,
+                kind,
+                job_id,
+                redact(message, _longest_first(context.secrets)),
+                crashed=True,
+            )
         else:
             if not context.ended and not finish_job(
                 runtime.session_factory, job_id, status="success", stats=stats or {}
@@ -106,3 +117,8 @@ def _fail(
     else:
         log.warning("%s job %s failed: %s", kind.name, job_id, message)
     finish_job(runtime.session_factory, job_id, status="failed", error=message)
+
+
+def _longest_first(secrets: set[str]) -> list[str]:
+    # A secret inside another must not be replaced first, or part of the longer one shows.
+    return sorted(secrets, key=len, reverse=True)

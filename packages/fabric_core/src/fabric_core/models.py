@@ -118,7 +118,7 @@ class CatalogColumn(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     ordinal: Mapped[int] = mapped_column(Integer)
-    native_type: Mapped[str] = mapped_column(String(255))
+    native_type: Mapped[str] = mapped_column(Text)
     logical_type: Mapped[str] = mapped_column(String(16))
     nullable: Mapped[bool] = mapped_column(Boolean)
     default: Mapped[str | None] = mapped_column(Text)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fabric_core.errors import ServiceUnavailableError
 from fabric_core.schemas import TERMINAL_STATUSES
 
 
@@ -18,7 +19,8 @@ def wait_for_job_end(
     """Call ``fetch`` (a job's status as JSON) until the job has ended; returns that status.
 
     Raises:
-        TimeoutError: the job had not ended after ``timeout`` seconds (None: wait for ever).
+        ServiceUnavailableError: the job had not ended after ``timeout`` seconds (None: wait
+            for ever); retryable, like a service that does not answer.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -26,7 +28,7 @@ def wait_for_job_end(
         if status["status"] in TERMINAL_STATUSES:
             return status
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(
+            raise ServiceUnavailableError(
                 f"Job {status.get('id')} still {status['status']} after {timeout:g} s."
             )
         time.sleep(poll_interval)

@@ -57,6 +57,7 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
     try:
         with session_factory() as session:
             spec = connection_spec(get_connection(session, connection_id), context.runtime.box)
+        context.add_secrets(spec.secrets)
 
         def on_progress(session: Session, fraction: float) -> None:
             context.raise_if_cancelled()  # rolls back this chunk
@@ -69,8 +70,14 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             timeout=settings.source_connect_timeout,
             on_progress=on_progress,
         )
+        # The job's success and the lock's release commit together: no other sync of the
+        # connection starts while this one still looks running.
+        with session_factory.begin() as session:
+            context.succeed_in(session, stats.as_dict())
+            _release(session, connection_id, context.job_id)
     finally:
-        _unlock_connection(session_factory, connection_id, context.job_id)
+        with session_factory.begin() as session:
+            _release(session, connection_id, context.job_id)
     return stats.as_dict()
 
 
@@ -116,13 +123,11 @@ def _lock_connection(
         time.sleep(0.2)
 
 
-def _unlock_connection(
-    session_factory: sessionmaker[Session], connection_id: int, job_id: str
-) -> None:
-    with session_factory.begin() as session:
-        session.execute(
-            update(Connection)
-            .where(Connection.id == connection_id, Connection.sync_lock == job_id)
-            .values(sync_lock=None, sync_locked_at=None)
-            .execution_options(synchronize_session=False)
-        )
+def _release(session: Session, connection_id: int, job_id: str) -> None:
+    """Free the connection's sync lock if this job holds it (a no-op otherwise)."""
+    session.execute(
+        update(Connection)
+        .where(Connection.id == connection_id, Connection.sync_lock == job_id)
+        .values(sync_lock=None, sync_locked_at=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -122,6 +122,9 @@ def create_job_service(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = create_runtime(settings or get_settings())
         app.state.runtime = runtime
+        # Load the work now, not in the first job: its libraries take a good second to import.
+        kind.work_function()
+        kind.secrets_function()
         app.state.workers = JobPool(
             f"{kind.service}_worker", kind.workers(runtime.settings), runtime.session_factory
         )

@@ -7,14 +7,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from fabric_core.catalog.harvest import HarvestedCatalog, KnownTable, LogicalType
 from fabric_core.errors import InvalidInputError
 from fabric_core.schemas import ConnectionCheck
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: pyarrow loads where data is read, not to sync
+    import pyarrow as pa
+
     from fabric_core.connectors.base import ConnectionSpec
 
 # Where a connection's source is, across kinds; each kind takes some of them.

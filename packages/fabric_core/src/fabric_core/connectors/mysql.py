@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import connectorx
 import pymysql
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.engine import URL
@@ -201,6 +200,10 @@ def read_batches(
 
     ``text_columns`` (decimals wider than Arrow's 38 digits) are sent as text.
     """
+    # Imported here, not at the top: only processes that read data (the dataset service)
+    # load the reader and its engine; the sync service stays small.
+    import connectorx
+
     # connectorx's pool waits 30 s on a refused login; a plain connect answers in milliseconds.
     with open_source(spec, timeout):
         pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import duckdb
 import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
@@ -18,7 +17,6 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
-from fabric_core.connectors import duck
 from fabric_core.connectors.base import source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
@@ -263,6 +261,12 @@ def read_batches(
     with ``text_columns`` (decimals DuckDB would turn into doubles), sends its own SELECT to
     PostgreSQL through ``postgres_query``, so the LIMIT and the ``::text`` casts run there.
     """
+    # Imported here, not at the top: only processes that read data (the dataset service)
+    # load the reader and its engine; the sync service stays small.
+    import duckdb
+
+    from fabric_core.connectors import duck
+
     dsn = duck.quote_literal(libpq_dsn(spec) + f" connect_timeout={max(1, round(timeout))}")
     projection = ", ".join(duck.quote_identifier(c) for c in columns)
     try:

@@ -39,6 +39,7 @@ from fabric_core.errors import (
 from fabric_core.schemas import ConnectionCheck
 
 DEFAULT_REGION = "us-east-1"
+VALUE_SCAN_ROWS = 1_000_000
 _AUTH_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
 
 
@@ -203,9 +204,11 @@ class S3Connector(Connector):
         limit: int,
         timeout: float,
     ) -> list[Any]:
+        # Files have no index to answer DISTINCT: read the column, but no more than
+        # VALUE_SCAN_ROWS rows, so a lookup on a huge folder stays bounded in time.
         found: set[Any] = set()
         batches = self.read_batches(
-            spec, schema, table, [column], limit=None, batch_rows=65536, timeout=timeout
+            spec, schema, table, [column], limit=VALUE_SCAN_ROWS, batch_rows=65536, timeout=timeout
         )
         try:
             for batch in batches:

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
@@ -18,7 +17,6 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
-from fabric_core.connectors import duck
 from fabric_core.connectors.base import source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import InvalidInputError, SourceError, SourceUnreachableError
@@ -161,6 +159,12 @@ def read_batches(
     Every value comes as text: SQLite lets any value into any column, so the declared type
     says little; the dataset build casts and counts what does not fit.
     """
+    # Imported here, not at the top: only processes that read data (the dataset service)
+    # load the reader and its engine; the sync service stays small.
+    import duckdb
+
+    from fabric_core.connectors import duck
+
     path = Path(spec.database).expanduser().resolve()
     if not path.is_file():
         raise SourceUnreachableError(f"SQLite file {spec.database}: no such file")

@@ -1,0 +1,90 @@
+"""The metadata DB migrations go up and down on SQLite and PostgreSQL without losing the
+catalog (on SQLite a table rebuild would cascade through the foreign keys)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from conftest import pg_url
+from fabric_core.db import create_metadata_engine
+from fabric_core.migrate import alembic_config, current_revision, upgrade_database
+from sqlalchemy import Engine, text
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def _catalog_counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as connection:
+        return tuple(
+            connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("catalog_tables", "catalog_columns", "column_mappings")
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'meta.db'}"
+    else:
+        url = pg_url(request.getfixturevalue("pg_database")())
+    engine = create_metadata_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_down_to_0002_and_up_again_keeps_the_catalog(engine):
+    upgrade_database(engine)
+    long_type = "struct<" + ", ".join(f"field_{i}: int64" for i in range(40)) + ">"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO connections (id, name, kind, options, created_at, updated_at) "
+                "VALUES (1, 'c', 'sqlite', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO catalog_schemas (id, connection_id, name, created_at) "
+                "VALUES (1, 1, 'main', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO catalog_tables (id, connection_id, schema_id, name, kind, "
+                "created_at, updated_at) VALUES (1, 1, 1, 't', 'table', "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO catalog_columns (id, table_id, name, ordinal, native_type, "
+                "logical_type, nullable, primary_key, created_at, updated_at) VALUES "
+                "(1, 1, 'a', 1, :native, 'json', true, false, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            {"native": long_type},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO unified_columns (id, name, logical_type, created_at, updated_at) "
+                "VALUES (1, 'u', 'string', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO column_mappings (id, column_id, unified_column_id, created_at) "
+                "VALUES (1, 1, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+    assert len(long_type) > 255
+    _downgrade(engine, "0002")
+    assert current_revision(engine) == "0002"
+    assert _catalog_counts(engine) == (1, 1, 1)
+    upgrade_database(engine)
+    assert current_revision(engine) == "0003"
+    assert _catalog_counts(engine) == (1, 1, 1)
