@@ -203,6 +203,45 @@ def test_include_patterns_and_folder_files_with_different_schemas(runtime, s3_se
     assert "share one schema" in stats.errors[0]["error"]
 
 
+def test_hidden_folders_and_bad_column_names_are_not_tables(runtime, s3_server, lake):
+    # Engine bookkeeping (Delta's log, Spark's temporary output) is not data.
+    put(s3_server, f"{lake}/orders/_delta_log/00000.json", b'{"commitInfo": {}}\n')
+    put(s3_server, f"{lake}/orders/_temporary/0/part-0.parquet", _sales(2022, [9]))
+    put(s3_server, f"{lake}/.hoodie/hoodie.properties.json", b'{"a": 1}\n')
+    put(s3_server, f"{lake}/twice.csv", b"id,id\n1,2\n")
+    put(s3_server, f"{lake}/wide.csv", b"id," + b"x" * 300 + b"\n1,2\n")
+    connection_id = _register(runtime, s3_server, lake)
+    stats = sync(runtime, connection_id)
+    names = {t for _, t in tables_by_name(runtime, connection_id)}
+    assert names == {"sales", "people.csv", "events.ndjson"}
+    problems = {e["object"]: e["error"] for e in stats.errors}
+    assert set(problems) == {"broken.parquet", "twice.csv", "wide.csv"}
+    assert "appear twice" in problems["twice.csv"] and "longer than 255" in problems["wide.csv"]
+
+
+def test_value_lookup_of_a_partitioned_folder_and_refusal_of_nested_columns(
+    runtime, s3_server, lake
+):
+    from fabric_core.catalog.values import column_values
+
+    put(
+        s3_server,
+        f"{lake}/nested.parquet",
+        parquet_bytes(pa.table({"id": [1], "tags": pa.array([["a", "b"]])})),
+    )
+    connection_id = _register(runtime, s3_server, lake)
+    sync(runtime, connection_id)
+    tables = tables_by_name(runtime, connection_id)
+    schema = f"{s3_server.bucket}/{lake}"
+    region = columns_of(tables[(schema, "sales")])["region"]
+    tags = columns_of(tables[(schema, "nested.parquet")])["tags"]
+    with runtime.session_factory() as session:
+        found = column_values(session, region.id, runtime.box, limit=10, timeout=5)
+        assert (found.values, found.truncated) == (["north", "south"], False)
+        with pytest.raises(InvalidInputError, match="array values, not codes"):
+            column_values(session, tags.id, runtime.box, limit=10, timeout=5)
+
+
 def test_check_tells_reachable_from_authenticated(runtime, s3_server, lake):
     connector = get_connector("s3")
     good = _spec(runtime, _register(runtime, s3_server, lake))

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.errors import ConfigurationError, ServiceUnavailableError
+from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.settings import Settings
 
 COMPONENTS: dict[str, list[str]] = {
@@ -178,14 +179,16 @@ def _fresh(health: dict, component: str, since: datetime) -> bool:
 
 def setup_airflow(settings: Settings, client: AirflowClient) -> dict[str, int]:
     """Create or update the pools and the services' HTTP connections (idempotent)."""
-    pools = {"sync_pool": settings.sync_pool_slots, "dataset_pool": settings.dataset_pool_slots}
+    kinds = JOB_KINDS.values()
+    pools = {kind.pool: kind.pool_slots(settings) for kind in kinds}
     client.upsert_pools(pools)
+    services = {
+        kind.airflow_connection_id(): (kind.service_url(settings), kind.service) for kind in kinds
+    }
     client.upsert_connections(
         [
-            _http_connection("fabric_sync", settings.resolved_sync_url, "Fabric sync service"),
-            _http_connection(
-                "fabric_dataset", settings.resolved_dataset_url, "Fabric dataset service"
-            ),
+            _http_connection(conn_id, url, f"Fabric {service} service")
+            for conn_id, (url, service) in services.items()
         ]
     )
     return pools

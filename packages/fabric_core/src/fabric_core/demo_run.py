@@ -9,6 +9,7 @@ import httpx
 
 from fabric_core.db import create_metadata_engine
 from fabric_core.demo import create_demo_sources
+from fabric_core.errors import ServiceUnavailableError
 from fabric_core.launcher import free_port, settings_env, start_services
 from fabric_core.migrate import upgrade_database
 from fabric_core.polling import wait_for_job_end
@@ -43,10 +44,15 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
             "auto_migrate": False,
         }
     )
-    services = start_services(settings, {**os.environ, **settings_env(settings)})
+    log_dir = settings.home.resolve() / "logs"
+    services = start_services(settings, {**os.environ, **settings_env(settings)}, log_dir=log_dir)
     gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
     try:
-        services.wait_until_ready()
+        try:
+            services.wait_until_ready()
+        except ServiceUnavailableError as exc:
+            raise ServiceUnavailableError(f"{exc.message}; see the logs in {log_dir}") from None
+        echo(f"service logs in {log_dir}")
         echo(f"metadata DB {settings.resolved_database_url}")
         echo(
             f"services: gateway {gateway_url}, sync {settings.resolved_sync_url}, "

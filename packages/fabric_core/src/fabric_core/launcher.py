@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -78,7 +79,7 @@ class ServiceProcesses:
                     f"{', '.join(waiting)} did not answer within {timeout:.0f} s"
                 )
             for name, port in self.ports.items():
-                if name not in self.ready and _healthy(port):
+                if name not in self.ready and _healthy(name, port):
                     self.ready.add(name)
                     on_ready(name, port)
             time.sleep(0.2)
@@ -96,22 +97,42 @@ class ServiceProcesses:
                 process.wait()
 
 
-def _healthy(port: int) -> bool:
+def _healthy(name: str, port: int) -> bool:
+    """The service ``name`` (not some other server that took the port) answers healthy."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        return answer.status_code == 200 and answer.json().get("service") == name
+    except (httpx.HTTPError, ValueError, AttributeError):
         return False
 
 
-def start_services(settings: Settings, env: Mapping[str, str]) -> ServiceProcesses:
-    """Start the three services with ``env`` (their ports are ``settings``')."""
+def start_services(
+    settings: Settings, env: Mapping[str, str], *, log_dir: Path | None = None
+) -> ServiceProcesses:
+    """Start the three services with ``env`` (their ports are ``settings``'); their output goes
+    to the terminal, or to ``log_dir/{name}.log``."""
     if missing := missing_services():
         raise ConfigurationError(
             f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)"
         )
-    processes = {
-        name: subprocess.Popen([sys.executable, "-m", module], env=dict(env))
-        for name, module, _ in SERVICES
-    }
     ports = {name: getattr(settings, port_setting) for name, _, port_setting in SERVICES}
-    return ServiceProcesses(processes, ports)
+    services = ServiceProcesses({}, ports)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, module, _ in SERVICES:
+            output = None if log_dir is None else (log_dir / f"{name}.log").open("ab")
+            try:
+                services.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", module],
+                    env=dict(env),
+                    stdout=output,
+                    stderr=subprocess.STDOUT if output else None,
+                )
+            finally:
+                if output is not None:
+                    output.close()  # the child holds its own copy
+    except BaseException:
+        services.stop()  # none left running when a later one could not start
+        raise
+    return services

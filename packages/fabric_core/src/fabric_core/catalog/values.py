@@ -5,12 +5,16 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fabric_core.catalog.harvest import LogicalType
 from fabric_core.connections import connection_spec
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import InvalidInputError, NotFoundError
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection
 from fabric_core.schemas import ColumnValues, value_as_text
+
+# Values that cannot be codes of a value mapping (nor compared or hashed as such).
+_NOT_CODES = frozenset({LogicalType.JSON, LogicalType.ARRAY, LogicalType.BINARY, LogicalType.OTHER})
 
 
 def column_values(
@@ -30,6 +34,11 @@ def column_values(
     column, table, schema, connection = row
     if column.removed_at is not None or table.removed_at is not None:
         raise InvalidInputError(f"Column {column.name} (id {column_id}) was removed by a sync.")
+    if column.logical_type in _NOT_CODES:
+        raise InvalidInputError(
+            f"Column {column.name} (id {column_id}) holds {column.logical_type} values, not "
+            "codes: value lookups are for scalar columns."
+        )
     spec = connection_spec(connection, box)
     values = get_connector(spec.kind).distinct_values(
         spec, schema, table.name, column.name, limit=limit + 1, timeout=timeout

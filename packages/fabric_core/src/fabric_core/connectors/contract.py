@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -132,3 +132,13 @@ class Connector(ABC):
     @abstractmethod
     def logical_type(self, native_type: str) -> LogicalType:
         """The logical type of a column whose native type the catalog records as given."""
+
+
+def sorted_values(values: Iterable[Any]) -> list[Any]:
+    """Distinct values in a stable order: by type, then value (by text where values do not
+    compare, such as a decimal NaN)."""
+    values = list(values)
+    try:
+        return sorted(values, key=lambda v: (type(v).__name__, v))
+    except (TypeError, ArithmeticError):
+        return sorted(values, key=lambda v: (type(v).__name__, str(v)))

@@ -8,6 +8,8 @@ and sizes: a re-sync of unchanged objects lists the prefix and reads no file.
 
 from __future__ import annotations
 
+import errno
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -27,8 +29,8 @@ from fabric_core.catalog.harvest import (
 )
 from fabric_core.connectors import s3_formats
 from fabric_core.connectors.base import ConnectionSpec, failed_check, passed_check
-from fabric_core.connectors.contract import Connector
-from fabric_core.connectors.s3_layout import ObjectTable, S3Object, group_tables
+from fabric_core.connectors.contract import Connector, sorted_values
+from fabric_core.connectors.s3_layout import MAX_NAME, ObjectTable, S3Object, group_tables
 from fabric_core.crypto import redact
 from fabric_core.errors import (
     InvalidInputError,
@@ -40,7 +42,9 @@ from fabric_core.schemas import ConnectionCheck
 
 DEFAULT_REGION = "us-east-1"
 VALUE_SCAN_ROWS = 1_000_000
-_AUTH_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
+_AUTH_ERROR = re.compile(r"\b(AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch)\b|\(403\)")
+# The schema name is bucket/prefix and must fit the catalog's 255 characters.
+MAX_ROOT = 255
 
 
 class S3Options(BaseModel):
@@ -97,6 +101,8 @@ class S3Connector(Connector):
         if not bucket or "/" in bucket:
             raise InvalidInputError("An s3 connection needs 'bucket': a bucket name (no '/').")
         values["prefix"] = (values.get("prefix") or "").strip("/") or None
+        if len(f"{bucket}/{values['prefix'] or ''}") > MAX_ROOT:
+            raise InvalidInputError(f"bucket and prefix together must be at most {MAX_ROOT} chars.")
         if endpoint := values.get("endpoint_url"):
             parts = urlsplit(endpoint)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -144,6 +150,9 @@ class S3Connector(Connector):
                     described = _call(spec, s3_formats.describe, fs, schema, table, spec.options)
                 except s3_formats.NotReadable as exc:
                     errors.append({"object": table.name, "error": redact(str(exc), spec.secrets)})
+                    continue
+                if problem := _column_names_problem([f.name for f in described.fields]):
+                    errors.append({"object": table.name, "error": problem})
                     continue
                 columns = [
                     HarvestedColumn(
@@ -217,7 +226,19 @@ class S3Connector(Connector):
                     break
         finally:
             batches.close()
-        return sorted(found, key=lambda v: (str(type(v)), v))[:limit]
+        return sorted_values(found)[:limit]
+
+
+def _column_names_problem(names: list[str]) -> str | None:
+    """Why the catalog cannot hold these column names (too long, or twice), if it cannot."""
+    too_long = [n[:40] for n in names if len(n) > MAX_NAME]
+    if too_long:
+        return f"column names longer than {MAX_NAME} characters: {too_long[:3]}"
+    seen: set[str] = set()
+    twice = sorted({n for n in names if n in seen or seen.add(n)})
+    if twice:
+        return f"column names that appear twice: {twice[:5]}"
+    return None
 
 
 def _root(spec: ConnectionSpec) -> str:
@@ -249,14 +270,17 @@ def _filesystem(spec: ConnectionSpec, timeout: float):
     return fs
 
 
-def _list(spec: ConnectionSpec, fs) -> list[S3Object]:
+def _list(spec: ConnectionSpec, fs, under: str = "") -> list[S3Object]:
+    """The objects under the prefix (or only those whose relative key starts with ``under``)."""
     args = _list_args(spec)
+    base = args["Prefix"]
+    args = {**args, "Prefix": base + under}
     objects: list[S3Object] = []
     token: dict[str, str] = {}
     while True:
         page = _call(spec, fs.call_s3, "list_objects_v2", **args, **token)
         for item in page.get("Contents", []):
-            key = item["Key"][len(args["Prefix"]) :]
+            key = item["Key"][len(base) :]
             if key and not key.endswith("/"):
                 objects.append(S3Object(key, item.get("ETag", "").strip('"'), item["Size"]))
         if not page.get("IsTruncated"):
@@ -271,7 +295,11 @@ def _tables(spec: ConnectionSpec, fs) -> tuple[list[ObjectTable], list[dict[str,
 def _table(spec: ConnectionSpec, fs, schema: str, name: str) -> ObjectTable:
     if schema != _root(spec):
         raise SourceError(f"{spec.address}: schema {schema!r} is not this connection's.")
-    for table in _tables(spec, fs)[0]:
+    # Only the objects that can belong to the table are listed ("." is the prefix itself).
+    under = "" if name == "." else name
+    objects = _list(spec, fs, under)
+    tables, _ = group_tables(objects, spec.options.get("include"), spec.options.get("exclude"))
+    for table in tables:
         if table.name == name:
             return table
     raise SourceError(f"{spec.address}: no file or folder {name!r} any more; sync again.")
@@ -289,7 +317,7 @@ def _call(spec: ConnectionSpec, function, *args, **kwargs):
     """``function(...)`` with S3 client errors as Fabric errors, secrets redacted."""
     try:
         return function(*args, **kwargs)
-    except (SourceError, s3_formats.NotReadable):
+    except SourceError:  # NotReadable included: already Fabric's, already redacted
         raise
     except Exception as exc:
         raise _source_error(spec, exc) from None
@@ -298,7 +326,7 @@ def _call(spec: ConnectionSpec, function, *args, **kwargs):
 def _source_error(spec: ConnectionSpec, exc: Exception) -> SourceError:
     detail = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), spec.secrets)
     text = str(exc)
-    if isinstance(exc, PermissionError) or any(code in text for code in _AUTH_CODES):
+    if isinstance(exc, PermissionError) or _AUTH_ERROR.search(text):
         return SourceAuthError(
             redact(
                 f"{spec.address} refused the credentials of access key "
@@ -317,7 +345,11 @@ def _unreachable(exc: Exception) -> bool:
     name = type(exc).__name__
     if "Timeout" in name or ("Connect" in name and type(exc).__module__.startswith("botocore")):
         return True
-    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+    if isinstance(exc, FileNotFoundError | PermissionError):
+        return False
+    # s3fs turns an S3 error code it has no mapping for (a wrong region, a bad request) into
+    # OSError(EIO): the server answered, so trying again will not help.
+    return isinstance(exc, OSError) and exc.errno != errno.EIO
 
 
 CONNECTOR = S3Connector()

@@ -14,6 +14,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from fabric_core.connectors.s3_layout import ObjectTable
+from fabric_core.errors import SourceError
 
 # What a CSV or NDJSON harvest reads to infer types: the first block of the file.
 SAMPLE_BYTES = 1 << 20
@@ -22,8 +23,8 @@ READ_BLOCK_BYTES = 4 << 20
 FOOTER_BLOCK_BYTES = 1 << 16
 
 
-class NotReadable(Exception):
-    """An object is not what its extension says (or its files disagree)."""
+class NotReadable(SourceError):
+    """An object is not what its extension says (or its files disagree, or it went away)."""
 
 
 @dataclass(slots=True)
@@ -92,6 +93,8 @@ def describe(fs, root: str, table: ObjectTable, options: dict[str, Any]) -> Desc
             return Described(list(reader.schema), None)
     except (pa.ArrowException, UnicodeDecodeError, ValueError) as exc:
         raise NotReadable(" ".join(str(exc).split())[:500]) from None
+    except FileNotFoundError:
+        raise NotReadable("removed while the sync read it") from None
 
 
 def _describe_parquet(fs, root: str, table: ObjectTable) -> Described:

@@ -5,8 +5,9 @@
   folders below it are partitions and become columns.
 - Each CSV (``.csv``, ``.tsv``) and newline-delimited JSON (``.json``, ``.jsonl``,
   ``.ndjson``) file is a table named by its key.
-- Files whose name starts with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) and other extensions
-  are not data; ``include`` / ``exclude`` globs over keys relative to the prefix pick the rest.
+- Files or folders whose name starts with ``_`` or ``.`` (``_SUCCESS``, ``_delta_log/``,
+  ``.crc``) and other extensions are not data; ``include`` / ``exclude`` globs over keys
+  relative to the prefix pick the rest.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def group_tables(
         filename = parts[-1]
         dot = filename.rfind(".")
         fmt = FORMATS.get(filename[dot:].lower()) if dot > 0 else None
-        if fmt is None or filename.startswith(("_", ".")):
+        # A folder or file named _x or .x is not data: _SUCCESS, _temporary/, _delta_log/,
+        # .hoodie/ (pyarrow's datasets skip the same).
+        if fmt is None or any(part.startswith(("_", ".")) for part in parts):
             continue
         if not _accepted(obj.key, include or [], exclude or []):
             continue

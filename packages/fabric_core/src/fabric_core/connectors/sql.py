@@ -20,7 +20,7 @@ from fabric_core.connectors.base import (
     open_source,
     passed_check,
 )
-from fabric_core.connectors.contract import Connector
+from fabric_core.connectors.contract import Connector, sorted_values
 from fabric_core.errors import InvalidInputError, SourceError
 from fabric_core.schemas import ConnectionCheck, ConnectionOptions
 
@@ -101,4 +101,4 @@ class SqlConnector(Connector):
         )
         with open_source(spec, timeout) as connection:
             values = list(connection.execute(statement).scalars())
-        return sorted(values, key=lambda v: (str(type(v)), v))
+        return sorted_values(values)
