@@ -211,3 +211,25 @@ def test_a_secret_key_that_does_not_fit_is_a_503_that_says_what_to_do(settings):
         answer = api.post(f"/api/data-connections/{created.json()['id']}/test")
     assert answer.status_code == 503
     assert "cannot be decrypted" in answer.json()["detail"]
+
+
+def test_a_commit_that_fails_is_an_error_answer_and_stores_nothing(settings):
+    from fabric_gateway.app import create_app
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(_session):
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as api:
+        factory = api.app.state.runtime.session_factory
+        event.listen(factory, "before_commit", refuse)
+        try:
+            answer = api.post("/api/data-connections", json=_pg_body())
+        finally:
+            event.remove(factory, "before_commit", refuse)
+        assert answer.status_code == 503, answer.text
+        assert "nothing was changed" in answer.json()["detail"]
+        assert api.get("/api/data-connections").json() == []
+        assert api.post("/api/data-connections", json=_pg_body()).status_code == 201

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
         # An id or value the database cannot hold (e.g. an integer beyond 64 bits).
         return JSONResponse({"detail": "A value is out of range."}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        # The metadata DB is down, locked or dropped the connection: nothing was stored.
+        log.error("metadata DB: %s", " ".join(str(exc.orig or exc).split())[:500])
+        return JSONResponse(
+            {"detail": "The metadata database is unavailable; nothing was changed. Try again."},
+            status_code=503,
+        )
 
     @app.exception_handler(FabricError)
     async def _fabric_error(_request: Request, exc: FabricError) -> JSONResponse:
@@ -49,7 +58,9 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs when the handler returns, before the answer is sent, so a
+# commit that fails is an error answer, never a success for a change that was not stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 class AppMetrics:
