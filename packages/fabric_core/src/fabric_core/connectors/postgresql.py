@@ -257,9 +257,11 @@ def read_batches(
 ):
     """The table's ``columns`` as Arrow batches, read by DuckDB's PostgreSQL scanner.
 
-    A full read uses ``postgres_scan`` (binary COPY, in parallel). A read with ``limit``, or
-    with ``text_columns`` (decimals DuckDB would turn into doubles), sends its own SELECT to
-    PostgreSQL through ``postgres_query``, so the LIMIT and the ``::text`` casts run there.
+    A full read uses ``postgres_scan`` (binary COPY, in parallel). A read with ``limit``, with
+    ``text_columns`` (decimals DuckDB would turn into doubles), or of columns whose names differ
+    only by case (DuckDB folds case: ``"name"`` would read ``"Name"``) sends its own SELECT to
+    PostgreSQL through ``postgres_query``, so the LIMIT, the ``::text`` casts and the exact
+    names are PostgreSQL's; its columns come back under positional aliases, renamed here.
     """
     # Imported here, not at the top: only processes that read data (the dataset service)
     # load the reader and its engine; the sync service stays small.
@@ -271,17 +273,16 @@ def read_batches(
     projection = ", ".join(duck.quote_identifier(c) for c in columns)
     try:
         connection = duck.connect("postgres_scanner")
-        if limit is None and not text_columns:
+        case_distinct = len({c.casefold() for c in columns}) == len(columns)
+        if limit is None and not text_columns and case_distinct:
             sql = (
                 f"SELECT {projection} FROM postgres_scan({dsn}, "
                 f"{duck.quote_literal(schema)}, {duck.quote_literal(table)})"
             )
         else:
             remote_columns = ", ".join(
-                f"{duck.quote_identifier(c)}::text AS {duck.quote_identifier(c)}"
-                if c in text_columns
-                else duck.quote_identifier(c)
-                for c in columns
+                f"{duck.quote_identifier(c)}{'::text' if c in text_columns else ''} AS c{i}"
+                for i, c in enumerate(columns)
             )
             remote = (
                 f"SELECT {remote_columns} FROM {duck.quote_identifier(schema)}."
@@ -291,6 +292,9 @@ def read_batches(
                 remote += f" LIMIT {int(limit)}"
             connection.execute(f"ATTACH {dsn} AS source (TYPE postgres, READ_ONLY)")
             sql = f"SELECT * FROM postgres_query('source', {duck.quote_literal(remote)})"
+            for batch in duck.stream(connection, sql, batch_rows):
+                yield batch.rename_columns(columns)
+            return
         yield from duck.stream(connection, sql, batch_rows)
     except duckdb.Error as exc:
         raise source_error(spec, exc) from None

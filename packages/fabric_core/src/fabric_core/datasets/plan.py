@@ -201,10 +201,41 @@ def _value_maps(session: Session, column_ids: list[int]) -> dict[int, dict[str, 
     return dict(maps)
 
 
+class _OutputNames:
+    """Output names that stay distinct ignoring case, so engines that fold case (DuckDB,
+    Spark, most SQL) read the dataset as written.
+
+    A column keeps its name (its unified column's, or its own) unless another output column
+    already has that name ignoring case, or it is a provenance column's: then it becomes
+    ``name_2``, ``name_3``... (the first free). The same name always gets the same output name,
+    so same-named columns of several tables still line up.
+    """
+
+    def __init__(self) -> None:
+        self._assigned: dict[str, str] = {}
+        self._taken = {name.casefold() for name in PROVENANCE_COLUMNS}
+
+    def __call__(self, wanted: str) -> str:
+        if wanted in self._assigned:
+            return self._assigned[wanted]
+        name, suffix = wanted, 1
+        while name.casefold() in self._taken:
+            suffix += 1
+            name = f"{wanted}_{suffix}"
+        self._assigned[wanted] = name
+        self._taken.add(name.casefold())
+        return name
+
+
 def _source_tables(session, tables, selected, mapped, value_maps, box):
     sources: list[SourceTable] = []
     by_output_name: dict[str, list[SourceColumn]] = {}
     specs: dict[int, ConnectionSpec] = {}
+    output_name_of = _OutputNames()
+    for columns in selected.values():  # unified columns keep their names before any other
+        for column in columns:
+            if column.id in mapped:
+                output_name_of(mapped[column.id].name)
     for table_id, columns in selected.items():
         table, schema_name, connection = tables[table_id]
         if connection.id not in specs:
@@ -220,12 +251,7 @@ def _source_tables(session, tables, selected, mapped, value_maps, box):
         )
         for column in columns:
             unified = mapped.get(column.id)
-            output_name = unified.name if unified else column.name
-            if output_name in PROVENANCE_COLUMNS:
-                raise InvalidInputError(
-                    f"Column {column.name!r} of {source.label} clashes with the provenance "
-                    f"column {output_name!r}; map it to a unified column with another name."
-                )
+            output_name = output_name_of(unified.name if unified else column.name)
             if any(c.output_name == output_name for c in source.columns):
                 raise InvalidInputError(
                     f"Two columns of {source.label} would both become {output_name!r}; "
