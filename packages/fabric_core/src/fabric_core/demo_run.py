@@ -9,7 +9,7 @@ import httpx
 
 from fabric_core.db import create_metadata_engine
 from fabric_core.demo import create_demo_sources
-from fabric_core.errors import ServiceUnavailableError
+from fabric_core.errors import DependencyError, ServiceUnavailableError
 from fabric_core.launcher import free_port, settings_env, start_services
 from fabric_core.migrate import upgrade_database
 from fabric_core.polling import wait_for_job_end
@@ -58,7 +58,9 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
             f"services: gateway {gateway_url}, sync {settings.resolved_sync_url}, "
             f"dataset {settings.resolved_dataset_url}"
         )
-        with httpx.Client(base_url=gateway_url, timeout=60) as api:
+        with httpx.Client(
+            base_url=gateway_url, timeout=60, event_hooks={"response": [_refuse_errors]}
+        ) as api:
             tables = _register_sync_and_browse(api, sources, echo)
             _map_and_build(api, tables, echo)
     finally:
@@ -66,7 +68,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
 
 
 def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
-    existing = {c["name"]: c for c in api.get("/api/data-connections").raise_for_status().json()}
+    existing = {c["name"]: c for c in api.get("/api/data-connections").json()}
     connections = {}
     for name, (path, _) in sources.items():
         connection_name = f"demo_{name}"
@@ -75,7 +77,7 @@ def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
             echo(f"connection {connection_name} already registered (id {connections[name]['id']})")
             continue
         body = {"name": connection_name, "kind": "sqlite", "database": str(path)}
-        connections[name] = api.post("/api/data-connections", json=body).raise_for_status().json()
+        connections[name] = api.post("/api/data-connections", json=body).json()
         echo(f"registered connection {connection_name} (id {connections[name]['id']})")
 
     for name, connection in connections.items():
@@ -83,7 +85,7 @@ def _register_sync_and_browse(api: httpx.Client, sources, echo) -> None:
         echo(f"test {name:8} ok={result['ok']} {result['message']}")
 
     queued = {
-        name: api.post(f"/api/data-connections/{c['id']}/sync").raise_for_status().json()
+        name: api.post(f"/api/data-connections/{c['id']}/sync").json()
         for name, c in connections.items()
     }
     for name, answer in queued.items():
@@ -159,10 +161,24 @@ DEMO_VALUE_CODES = {
 DEMO_DATASET = "customers"
 
 
-def _created_or_existing(answer: httpx.Response) -> None:
-    """A mapping the demo asked for exists now (409: a re-run made it before)."""
-    if answer.status_code not in (201, 409):
-        answer.raise_for_status()
+# A re-run finds its mappings made before: 409 there is the one refusal that is fine.
+_REPEATABLE = {"/api/column-mappings", "/api/value-mappings"}
+
+
+def _refuse_errors(response: httpx.Response) -> None:
+    """Stop the demo at the first answer that is not a success, with the server's message."""
+    status = response.status_code
+    if status < 400 or (status == 409 and response.request.url.path in _REPEATABLE):
+        return
+    response.read()
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    request = response.request
+    raise DependencyError(
+        f"The gateway answered {status} to {request.method} {request.url.path}: {detail}"
+    )
 
 
 def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
@@ -173,30 +189,32 @@ def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
     for name, (logical_type, sources) in DEMO_MAPPINGS.items():
         unified = (
             existing.get(name)
-            or api.post("/api/unified-columns", json={"name": name, "logical_type": logical_type})
-            .raise_for_status()
-            .json()
+            or api.post(
+                "/api/unified-columns", json={"name": name, "logical_type": logical_type}
+            ).json()
         )
         for table, column in sources:
-            _created_or_existing(
-                api.post(
-                    "/api/column-mappings",
-                    json={
-                        "column_id": column_id(table, column),
-                        "unified_column_id": unified["id"],
-                    },
-                )
+            api.post(  # 409 on a re-run: mapped before
+                "/api/column-mappings",
+                json={"column_id": column_id(table, column), "unified_column_id": unified["id"]},
             )
     for (table, column), codes in DEMO_VALUE_CODES.items():
-        _created_or_existing(
-            api.post(
-                "/api/value-mappings",
-                json={
-                    "column_id": column_id(table, column),
-                    "mappings": [{"source_value": s, "target_value": t} for s, t in codes.items()],
-                },
-            )
+        api.post(  # 409 on a re-run: mapped before
+            "/api/value-mappings",
+            json={
+                "column_id": column_id(table, column),
+                "mappings": [{"source_value": s, "target_value": t} for s, t in codes.items()],
+            },
         )
+    made = {(m["column_id"], m["unified_column"]) for m in api.get("/api/column-mappings").json()}
+    missing = [
+        f"{table}.{column} -> {name}"
+        for name, (_, sources) in DEMO_MAPPINGS.items()
+        for table, column in sources
+        if (column_id(table, column), name) not in made
+    ]
+    if missing:  # e.g. a column mapped to another unified column before (the 409 above)
+        raise DependencyError(f"Column mappings the demo needs are missing: {missing}")
     echo("")
     echo(f"mapped {len(DEMO_MAPPINGS)} unified columns: {', '.join(DEMO_MAPPINGS)}")
 
@@ -210,12 +228,12 @@ def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
         "apply_value_mappings": True,
         "storage_type": "copy_to_minio",
     }
-    answer = api.post("/api/datasets/unified", json=request).raise_for_status().json()
+    answer = api.post("/api/datasets/unified", json=request).json()
     echo(f"dataset {DEMO_DATASET} queued as {answer['dag_run_id']}")
     job = _wait(api, answer["dag_run_id"])
     if job["status"] != "success":
         raise RuntimeError(f"dataset build {job['status']}: {job['error']}")
-    dataset = api.get(f"/api/datasets/{DEMO_DATASET}").raise_for_status().json()
+    dataset = api.get(f"/api/datasets/{DEMO_DATASET}").json()
     echo(
         f"dataset {DEMO_DATASET} v{dataset['current_version']}: {dataset['row_count']} rows "
         f"at {dataset['location']}"
@@ -234,7 +252,7 @@ def _map_and_build(api: httpx.Client, tables: dict[str, dict], echo) -> None:
 
 def _wait(api: httpx.Client, job_id: str, timeout: float = 60) -> dict:
     return wait_for_job_end(
-        lambda: api.get(f"/api/jobs/{job_id}").raise_for_status().json(),
+        lambda: api.get(f"/api/jobs/{job_id}").json(),
         poll_interval=0.1,
         timeout=timeout,
     )
