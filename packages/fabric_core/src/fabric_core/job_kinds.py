@@ -53,6 +53,9 @@ class JobKind:
     """JSON-schema of the DAG run's conf besides ``job_id``."""
     conf_key: str | None = None
     """Where the params sit in a DAG run's conf: at the top level (None) or under this key."""
+    on_end: str | None = None
+    """``module:function(session, job, status)``: what else a job's end changes, in the same
+    transaction (whoever ends it: its worker, a cancel, the stale-job check, a failed task)."""
 
     def new_params(self, raw: Mapping[str, Any]) -> BaseModel:
         try:
@@ -105,6 +108,13 @@ class JobKind:
     def secrets_function(self) -> Callable[..., list[str | None]]:
         return _load(self.secrets)
 
+    def on_end_function(self) -> Callable[..., None]:
+        return _load(self.on_end) if self.on_end else _nothing
+
+
+def _nothing(*_args: Any) -> None:
+    return None
+
 
 def _load(path: str) -> Callable[..., Any]:
     module, _, name = path.partition(":")
@@ -146,6 +156,7 @@ DATASET = JobKind(
     secrets="fabric_core.dataset_jobs:dataset_secrets",
     dag_params={"request": {"type": "object", "description": "The dataset request"}},
     conf_key="request",
+    on_end="fabric_core.dataset_states:dataset_job_ended",
 )
 
 JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (SYNC, DATASET)}

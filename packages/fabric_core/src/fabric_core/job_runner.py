@@ -9,14 +9,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from fabric_core.crypto import redact
 from fabric_core.errors import FabricError, JobCancelledError
 from fabric_core.job_kinds import JobKind
-from fabric_core.jobs import claim_job, finish_job, get_job, heartbeat, is_cancelled, set_progress
-from fabric_core.models import Job, utcnow
+from fabric_core.jobs import (
+    claim_job,
+    end_job,
+    finish_job,
+    get_job,
+    heartbeat,
+    is_cancelled,
+    set_progress,
+)
 from fabric_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,13 +68,7 @@ class JobContext:
         Raises:
             JobCancelledError: the job had been cancelled meanwhile (roll back the transaction).
         """
-        now = utcnow()
-        ended = session.execute(
-            update(Job)
-            .where(Job.id == self.job_id, Job.status == "running")
-            .values(status="success", progress=1.0, stats=stats, finished_at=now, updated_at=now)
-        ).rowcount
-        if not ended:
+        if not end_job(session, self.job_id, status="success", stats=stats):
             raise JobCancelledError("The job was cancelled before its result was published.")
         self.ended = True
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.errors import ConflictError, NotFoundError
+from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.models import Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES
 
@@ -98,15 +99,16 @@ def set_progress(session: Session, job_id: str, progress: float) -> None:
     )
 
 
-def finish_job(
-    session_factory: sessionmaker[Session],
+def end_job(
+    session: Session,
     job_id: str,
     *,
     status: str,
     stats: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Record a job's end; False when it had already ended (the first end wins)."""
+    """End a job in ``session``'s transaction, with what its kind ties to its end (a dataset's
+    and its version's states); False when it had already ended (the first end wins)."""
     assert status in TERMINAL_STATUSES, status
     now = utcnow()
     values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now}
@@ -116,13 +118,32 @@ def finish_job(
         values["stats"] = stats
     if error is not None:
         values["error"] = error
+    ended = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not ended:
+        return False
+    job = session.get_one(Job, job_id)
+    kind = JOB_KINDS.get(job.kind)
+    if kind is not None and kind.on_end is not None:
+        kind.on_end_function()(session, job, status)
+    return True
+
+
+def finish_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    *,
+    status: str,
+    stats: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Record a job's end in a transaction of its own (see :func:`end_job`)."""
     with session_factory.begin() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
-            .values(**values)
-        )
-        return result.rowcount == 1
+        return end_job(session, job_id, status=status, stats=stats, error=error)
 
 
 def list_jobs(session: Session, *, connection_id: int | None = None, limit: int = 100) -> list[Job]:
@@ -194,21 +215,15 @@ def fail_stale_jobs(
     session_factory: sessionmaker[Session], stale_after: float, job_id: str | None = None
 ) -> int:
     """Fail running jobs whose worker has not been heard of for ``stale_after`` seconds."""
-    now = utcnow()
-    query = update(Job).where(
-        Job.status == "running", Job.updated_at < now - timedelta(seconds=stale_after)
+    query = select(Job.id).where(
+        Job.status == "running", Job.updated_at < utcnow() - timedelta(seconds=stale_after)
     )
     if job_id is not None:
         query = query.where(Job.id == job_id)
+    error = (
+        f"Its worker stopped answering (no heartbeat for {stale_after:.0f} s): the service was "
+        "stopped or crashed while running it. Start the job again."
+    )
     with session_factory.begin() as session:
-        return session.execute(
-            query.values(
-                status="failed",
-                finished_at=now,
-                updated_at=now,
-                error=(
-                    f"Its worker stopped answering (no heartbeat for {stale_after:.0f} s): the "
-                    "service was stopped or crashed while running it. Start the job again."
-                ),
-            ).execution_options(synchronize_session=False)
-        ).rowcount
+        stale = session.scalars(query).all()
+        return sum(end_job(session, stale_id, status="failed", error=error) for stale_id in stale)

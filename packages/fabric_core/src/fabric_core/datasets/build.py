@@ -91,14 +91,15 @@ def allocate_version(
 def clean_abandoned_versions(
     session_factory: sessionmaker[Session], storage: Storage, dataset: Dataset
 ) -> int:
-    """Remove versions left ``building`` by jobs that have ended (a crashed or killed build)."""
+    """Remove the files and records of versions whose job ended without publishing them (left
+    ``building`` by a killed build, or ``failed`` when their job was ended from outside)."""
     with session_factory() as session:
         abandoned = session.scalars(
             select(DatasetVersion.version)
             .outerjoin(Job, Job.id == DatasetVersion.job_id)
             .where(
                 DatasetVersion.dataset_id == dataset.id,
-                DatasetVersion.status == "building",
+                DatasetVersion.status.in_(("building", "failed")),
                 (Job.id.is_(None)) | Job.status.in_(TERMINAL_STATUSES),
             )
         ).all()
