@@ -177,3 +177,11 @@ def test_the_poll_helper_returns_the_end_and_times_out():
 def test_a_kind_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SYNC.pool = "other"  # type: ignore[misc]
+
+
+def test_work_stops_when_its_heartbeat_is_lost(runtime):
+    context = JobContext(ECHO, runtime, "echo_lost")
+    context.raise_if_cancelled()  # not cancelled, heartbeat fine
+    context.heartbeat_lost.set()
+    with pytest.raises(errors.JobCancelledError, match="heartbeat could not be recorded"):
+        context.raise_if_cancelled(min_interval=60)

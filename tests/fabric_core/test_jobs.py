@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from fabric_core import jobs
@@ -110,3 +111,47 @@ def test_heartbeat_keeps_a_long_job_fresh(job_runtime):
         assert jobs.fail_stale_jobs(job_runtime.session_factory, 120) == 0
     with job_runtime.session_factory() as session:
         assert jobs.get_job(session, job_id).status == "running"
+
+
+class _FlakyFactory:
+    """A session factory whose first ``failures`` transactions fail as if the DB were away."""
+
+    def __init__(self, factory, failures: int) -> None:
+        self.factory, self.failures = factory, failures
+
+    def begin(self):
+        if self.failures:
+            self.failures -= 1
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
+        return self.factory.begin()
+
+
+def _running_job(runtime) -> str:
+    with runtime.session_factory.begin() as session:
+        job_id = jobs.create_job(session, kind="sync", id_prefix="beat").id
+    assert jobs.claim_job(runtime.session_factory, job_id)
+    return job_id
+
+
+def _updated_at(runtime, job_id):
+    with runtime.session_factory() as session:
+        return jobs.get_job(session, job_id).updated_at
+
+
+def test_a_heartbeat_survives_db_errors_and_beats_again(runtime):
+    job_id = _running_job(runtime)
+    before = _updated_at(runtime, job_id)
+    flaky = _FlakyFactory(runtime.session_factory, failures=3)
+    with jobs.heartbeat(flaky, job_id, 0.05, give_up_after=5) as lost:
+        time.sleep(0.6)
+    assert flaky.failures == 0 and not lost.is_set()
+    assert _updated_at(runtime, job_id) > before
+
+
+def test_a_heartbeat_that_cannot_beat_says_so_so_the_work_stops(runtime):
+    job_id = _running_job(runtime)
+    flaky = _FlakyFactory(runtime.session_factory, failures=10_000)
+    with jobs.heartbeat(flaky, job_id, 0.05, give_up_after=0.3) as lost:
+        assert lost.wait(5)

@@ -4,11 +4,13 @@ records the outcome. Every kind of job runs through :func:`run_job`."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fabric_core.crypto import redact
@@ -37,6 +39,7 @@ class JobContext:
     job_id: str
     ended: bool = False
     secrets: set[str] = field(default_factory=set, repr=False)
+    heartbeat_lost: threading.Event = field(default_factory=threading.Event, repr=False)
     _checked_at: float = field(default=0.0, repr=False)
 
     def add_secrets(self, secrets: Iterable[str | None]) -> None:
@@ -45,7 +48,14 @@ class JobContext:
         self.secrets.update(s for s in secrets if s)
 
     def raise_if_cancelled(self, min_interval: float = 0.0) -> None:
-        """Stop the work when the job was cancelled; checks at most every ``min_interval`` s."""
+        """Stop the work when the job was cancelled, or its heartbeat could not be recorded for
+        so long that it is about to be failed as stale; checks the DB at most every
+        ``min_interval`` s."""
+        if self.heartbeat_lost.is_set():
+            raise JobCancelledError(
+                "The job's heartbeat could not be recorded (metadata DB unreachable); it stops "
+                "rather than finish work that would be thrown away."
+            )
         now = time.monotonic()
         if now - self._checked_at < min_interval:
             return
@@ -78,15 +88,24 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
     if not claim_job(runtime.session_factory, job_id):
         log.info("%s job %s already claimed, not running it again", kind.name, job_id)
         return False
-    context = JobContext(kind, runtime, job_id)
-    with heartbeat(runtime.session_factory, job_id, runtime.settings.job_heartbeat_seconds):
+    settings = runtime.settings
+    with heartbeat(
+        runtime.session_factory,
+        job_id,
+        settings.job_heartbeat_seconds,
+        give_up_after=settings.job_stale_seconds * 0.75,
+    ) as lost:
+        context = JobContext(kind, runtime, job_id, heartbeat_lost=lost)
         try:
             with runtime.session_factory() as session:
                 params = kind.params_of(get_job(session, job_id))
                 context.add_secrets(kind.secrets_function()(session, params, runtime.box))
             stats = kind.work_function()(context, params)
-        except JobCancelledError:
-            log.info("%s job %s cancelled", kind.name, job_id)
+        except JobCancelledError as exc:
+            if lost.is_set():  # not cancelled: record why it stopped, if the DB takes it now
+                _fail(runtime, kind, job_id, exc.message)
+            else:
+                log.info("%s job %s cancelled", kind.name, job_id)
         except FabricError as exc:
             _fail(runtime, kind, job_id, redact(exc.message, _longest_first(context.secrets)))
         except Exception as exc:
@@ -116,7 +135,10 @@ def _fail(
         log.error("%s job %s crashed: %s", kind.name, job_id, message)
     else:
         log.warning("%s job %s failed: %s", kind.name, job_id, message)
-    finish_job(runtime.session_factory, job_id, status="failed", error=message)
+    try:
+        finish_job(runtime.session_factory, job_id, status="failed", error=message)
+    except SQLAlchemyError as exc:  # the DB is away: the stale-job check will end it
+        log.error("could not record the end of job %s: %s", job_id, type(exc).__name__)
 
 
 def _longest_first(secrets: set[str]) -> list[str]:

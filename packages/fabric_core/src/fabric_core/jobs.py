@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.models import Job, utcnow
 from fabric_core.schemas import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
 
 
 def create_job(
@@ -184,28 +187,45 @@ def cancel_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
 
 @contextmanager
 def heartbeat(
-    session_factory: sessionmaker[Session], job_id: str, interval: float
-) -> Iterator[None]:
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    interval: float,
+    *,
+    give_up_after: float | None = None,
+) -> Iterator[threading.Event]:
     """Mark the running job alive every ``interval`` seconds while the block runs.
 
     A job whose worker died (a killed service) stops beating, and :func:`fail_stale_jobs`
-    ends it instead of leaving it ``running`` forever.
+    ends it instead of leaving it ``running`` forever. A beat that fails (the metadata DB
+    away for a moment) is logged and tried again sooner; when no beat has landed for
+    ``give_up_after`` seconds the yielded event is set, and the work should stop: the job is
+    about to be failed as stale, and its result would be thrown away.
     """
-    stop = threading.Event()
+    stop, lost = threading.Event(), threading.Event()
+    give_up_after = give_up_after if give_up_after is not None else 4 * interval
 
     def beat() -> None:
-        while not stop.wait(interval):
-            with session_factory.begin() as session:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == "running")
-                    .values(updated_at=utcnow())
-                )
+        last_beat, wait = time.monotonic(), interval
+        while not stop.wait(wait):
+            try:
+                with session_factory.begin() as session:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == "running")
+                        .values(updated_at=utcnow())
+                    )
+            except Exception as exc:  # any DB error: keep trying until it is too late
+                log.warning("heartbeat of job %s failed: %s", job_id, type(exc).__name__)
+                if time.monotonic() - last_beat > give_up_after:
+                    lost.set()
+                wait = min(interval, max(0.5, wait / 2))
+                continue
+            last_beat, wait = time.monotonic(), interval
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
     thread.start()
     try:
-        yield
+        yield lost
     finally:
         stop.set()
         thread.join()
