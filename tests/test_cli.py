@@ -51,7 +51,7 @@ def test_db_upgrade_on_postgresql(tmp_path, pg_database):
     env = _env(tmp_path, FABRIC_DATABASE_URL=url)
     result = subprocess.run([*FABRIC, "db", "upgrade"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "at revision 0003" in result.stdout
+    assert "at revision 0004" in result.stdout
 
 
 def test_db_upgrade_reports_an_unreachable_database(tmp_path):

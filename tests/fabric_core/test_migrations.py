@@ -86,5 +86,5 @@ def test_down_to_0002_and_up_again_keeps_the_catalog(engine):
     assert current_revision(engine) == "0002"
     assert _catalog_counts(engine) == (1, 1, 1)
     upgrade_database(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     assert _catalog_counts(engine) == (1, 1, 1)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 import time
 
+import httpx
 import pytest
 from catalog_helpers import register
 from fabric_core.jobs import create_job
+from fabric_core.models import Job
 from fabric_core.polling import wait_for_job_end
 from fabric_sync.app import create_app
 from fabric_web.serving import free_port
@@ -84,3 +86,49 @@ def test_health_reports_the_database(service, settings):
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert response.json()["database"].startswith("error")
+
+
+def test_concurrent_hand_overs_accept_exactly_one(settings, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fabric_web.serving import serve_in_thread
+
+    app = create_app(settings)
+    server = serve_in_thread(app)
+    try:
+        runtime, submitted = app.state.runtime, []
+        # The job stays queued (no worker takes it), so every hand-over sees it queued.
+        app.state.workers.submit = lambda job_id, *args: submitted.append(job_id)
+        with runtime.session_factory.begin() as session:
+            job_id = create_job(session, kind="sync", id_prefix="sync_c", connection_id=None).id
+        body = {"job_id": job_id, "connection_id": 0}
+        with runtime.session_factory.begin() as session:  # the job names connection 0
+            session.get(Job, job_id).params = {"connection_id": 0}
+
+        def hand_over(_: int) -> dict:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                answer = client.post("/process-sync", json=body)
+                assert answer.status_code == 202, answer.text
+                return answer.json()
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(hand_over, range(6)))
+        assert [a["accepted"] for a in answers].count(True) == 1
+        assert submitted == [job_id]
+    finally:
+        server.stop()
+
+
+def test_a_job_still_queued_after_the_hand_over_window_is_taken_again(settings, tmp_path):
+    from fabric_core.jobs import accept_hand_over
+
+    settings = settings.model_copy(update={"job_handover_seconds": 0.2})
+    with TestClient(create_app(settings)) as service:
+        runtime = service.app.state.runtime
+        with runtime.session_factory.begin() as session:
+            job_id = create_job(session, kind="sync", id_prefix="sync_x").id
+        # A service took it, then died before a worker claimed it.
+        assert accept_hand_over(runtime.session_factory, job_id, 0.2)
+        assert not accept_hand_over(runtime.session_factory, job_id, 0.2)
+        time.sleep(0.3)
+        assert accept_hand_over(runtime.session_factory, job_id, 0.2)

@@ -5,6 +5,7 @@ call the same :func:`run_job_task`."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from fabric_core.db import create_metadata_engine, create_session_factory
 from fabric_core.errors import JobFailedError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import finish_job
+from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,20 @@ def run_job_task(
     settings = settings or get_settings()
     with ServiceClient(service_url or kind.service_url(settings)) as client:
         client.submit_job(kind, job_id, params)
-        status = client.wait_for_job(job_id, poll_interval=settings.job_poll_interval)
+        handed_over = time.monotonic()
+
+        def status_of_job() -> dict[str, Any]:
+            nonlocal handed_over
+            status = client.job_status(job_id)
+            # Still queued long after the hand-over: the service that took it died before
+            # running it. Hand it over again (a running or ended job is never taken twice).
+            waited = time.monotonic() - handed_over
+            if status["status"] == "queued" and waited > settings.job_handover_seconds:
+                client.submit_job(kind, job_id, params)
+                handed_over = time.monotonic()
+            return status
+
+        status = wait_for_job_end(status_of_job, poll_interval=settings.job_poll_interval)
     if status["status"] != "success":
         raise JobFailedError(f"Job {status['id']} {status['status']}: {status.get('error')}")
     return status

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,6 +92,34 @@ def claim_job(session_factory: sessionmaker[Session], job_id: str) -> bool:
             )
         )
         return result.rowcount == 1
+
+
+def accept_hand_over(
+    session_factory: sessionmaker[Session], job_id: str, handover_seconds: float
+) -> bool:
+    """Record that a service took a queued job; True for exactly one caller per hand-over.
+
+    A later caller is accepted only when the job is still queued ``handover_seconds`` after
+    the last hand-over (the service that took it died before running it).
+    """
+    now = utcnow()
+    with session_factory.begin() as session:
+        return (
+            session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status == "queued",
+                    or_(
+                        Job.handed_over_at.is_(None),
+                        Job.handed_over_at < now - timedelta(seconds=handover_seconds),
+                    ),
+                )
+                .values(handed_over_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        )
 
 
 def set_progress(session: Session, job_id: str, progress: float) -> None:

@@ -152,6 +152,9 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a service accepted the job; a second hand-over is accepted only once this is older
+    # than job_handover_seconds and the job is still queued (its service died before running it).
+    handed_over_at: Mapped[datetime | None]
 
 
 class UnifiedColumn(Base):

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     job_stale_seconds: float = 120.0
     """A running job with no heartbeat for this long lost its worker and is failed."""
 
+    job_handover_seconds: float = 60.0
+    """A job handed to a service but still queued this long (its service died before running
+    it), or queued this long and never handed over (its gateway died), is handed over again."""
+
+    sweep_seconds: float = 30.0
+    """How often each process looks for jobs and versions left behind (see docs/reliability.md)."""
+
     sync_lock_timeout: float = 600.0
     """Seconds a sync job waits for another sync of the same connection to end."""
 

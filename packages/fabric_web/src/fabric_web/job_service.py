@@ -13,7 +13,7 @@ from typing import Any
 from fabric_core.errors import InvalidInputError
 from fabric_core.job_kinds import JobKind
 from fabric_core.job_runner import run_job
-from fabric_core.jobs import fail_stale_jobs, get_job
+from fabric_core.jobs import accept_hand_over, fail_stale_jobs, get_job
 from fabric_core.models import Job
 from fabric_core.pools import JobPool
 from fabric_core.runtime import Runtime, create_runtime
@@ -171,7 +171,9 @@ def install_job_routes(
     ) -> JobAccepted:
         params = kind.new_params(body.model_dump(include=params_fields))
         job = check_hand_over(session, kind, body.job_id, params)
-        accepted = job.status == "queued"
+        accepted = accept_hand_over(
+            runtime.session_factory, body.job_id, runtime.settings.job_handover_seconds
+        )
         if accepted:
             request.app.state.workers.submit(body.job_id, run, runtime, body.job_id)
         return JobAccepted(job_id=job.id, status=job.status, accepted=accepted)
