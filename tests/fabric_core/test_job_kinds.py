@@ -22,7 +22,7 @@ SECRET = "pa'ss word/ü"
 @pytest.mark.parametrize("kind", JOB_KINDS.values(), ids=JOB_KINDS)
 def test_every_declared_kind_is_complete(kind: JobKind):
     work, secrets = kind.work_function(), kind.secrets_function()
-    assert callable(kind.on_end_function())
+    assert callable(kind.on_end_function()) and callable(kind.sweep_function())
     assert list(inspect.signature(work).parameters) == ["context", "params"]
     assert list(inspect.signature(secrets).parameters) == ["session", "params", "box"]
     request_fields = set(kind.request_schema.model_fields)

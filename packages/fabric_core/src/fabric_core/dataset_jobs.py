@@ -25,7 +25,8 @@ from fabric_core.job_kinds import DATASET
 from fabric_core.job_runner import JobContext
 from fabric_core.jobs import create_job
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
-from fabric_core.schemas import DatasetRequest
+from fabric_core.runtime import Runtime
+from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
 
 log = logging.getLogger(__name__)
 
@@ -179,3 +180,25 @@ def _discard(session_factory, storage: Storage, dataset: Dataset, version: int) 
             current = session.get(Dataset, dataset.id)
             if current is not None:
                 current.status = "ready" if current.current_version else "failed"
+
+
+def remove_abandoned_versions(runtime: Runtime) -> int:
+    """The dataset service's sweep: files and records of versions whose job ended without
+    publishing them (a killed build, a job failed from outside); returns how many."""
+    with runtime.session_factory() as session:
+        datasets = session.scalars(
+            select(Dataset)
+            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+            .outerjoin(Job, Job.id == DatasetVersion.job_id)
+            .where(
+                DatasetVersion.status.in_(("building", "failed")),
+                Job.id.is_(None) | Job.status.in_(TERMINAL_STATUSES),
+            )
+            .distinct()
+        ).all()
+    removed = 0
+    for dataset in datasets:
+        removed += clean_abandoned_versions(runtime.session_factory, runtime.storage, dataset)
+    if removed:
+        log.warning("removed %d version(s) left by builds that died", removed)
+    return removed

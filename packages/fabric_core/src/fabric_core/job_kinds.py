@@ -53,6 +53,9 @@ class JobKind:
     """JSON-schema of the DAG run's conf besides ``job_id``."""
     conf_key: str | None = None
     """Where the params sit in a DAG run's conf: at the top level (None) or under this key."""
+    sweep: str | None = None
+    """``module:function(runtime)``: what the kind's service clears up on its recovery sweep
+    (after failing stale jobs), such as files of versions whose build died."""
     on_end: str | None = None
     """``module:function(session, job, status)``: what else a job's end changes, in the same
     transaction (whoever ends it: its worker, a cancel, the stale-job check, a failed task)."""
@@ -111,6 +114,9 @@ class JobKind:
     def on_end_function(self) -> Callable[..., None]:
         return _load(self.on_end) if self.on_end else _nothing
 
+    def sweep_function(self) -> Callable[..., None]:
+        return _load(self.sweep) if self.sweep else _nothing
+
 
 def _nothing(*_args: Any) -> None:
     return None
@@ -157,6 +163,7 @@ DATASET = JobKind(
     dag_params={"request": {"type": "object", "description": "The dataset request"}},
     conf_key="request",
     on_end="fabric_core.dataset_states:dataset_job_ended",
+    sweep="fabric_core.dataset_jobs:remove_abandoned_versions",
 )
 
 JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (SYNC, DATASET)}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.airflow_api import AirflowClient
@@ -20,6 +22,7 @@ from fabric_core.errors import FabricError, NotFoundError, ServiceUnavailableErr
 from fabric_core.job_kinds import JOB_KINDS, JobKind
 from fabric_core.job_tasks import run_job_task
 from fabric_core.jobs import finish_job
+from fabric_core.models import Job, utcnow
 from fabric_core.pools import JobPool
 from fabric_core.settings import Settings
 
@@ -69,6 +72,19 @@ class LocalOrchestrator:
         if finish_job(self.session_factory, job_id, status="failed", error=message):
             log.warning("job %s failed outside its service: %s", job_id, message)
 
+    def recover(self) -> int:
+        """Hand over again the local jobs left queued by a gateway that stopped (or a service
+        that died before running them); returns how many."""
+        recovered = 0
+        for job in orphaned_jobs(self.session_factory, self.name, self.settings):
+            kind = JOB_KINDS.get(job.kind)
+            if kind is None or self._pools[kind.name].holds(job.id):
+                continue  # still waiting for a slot of this process's pool
+            log.warning("job %s was left queued; handing it over again", job.id)
+            self.submit(kind, job.id, kind.params_of(job).model_dump())
+            recovered += 1
+        return recovered
+
     def run_state(self, kind: JobKind, job_id: str) -> None:
         return None  # no DAG runs: the job row says it all
 
@@ -109,6 +125,24 @@ class AirflowOrchestrator:
             finish_job(self.session_factory, job_id, status="failed", error=message)
             raise ServiceUnavailableError(f"Could not start job {job_id}: {message}") from None
 
+    def recover(self) -> int:
+        """Trigger the DAG runs of jobs queued by a gateway that stopped before triggering
+        them; returns how many."""
+        recovered = 0
+        for job in orphaned_jobs(self.session_factory, self.name, self.settings):
+            kind = JOB_KINDS.get(job.kind)
+            if kind is None:
+                continue
+            try:
+                self.client.dag_run(kind.dag_id, job.id)
+                continue  # its run exists: Airflow's pool holds it
+            except NotFoundError:
+                pass
+            log.warning("job %s has no DAG run; triggering it", job.id)
+            self.submit(kind, job.id, kind.params_of(job).model_dump())
+            recovered += 1
+        return recovered
+
     def run_state(self, kind: JobKind, job_id: str) -> dict[str, Any]:
         """The DAG run's state as Airflow reports it (``unknown`` when Airflow is away)."""
         try:
@@ -126,6 +160,28 @@ class AirflowOrchestrator:
 
     def shutdown(self) -> None:
         self.client.close()
+
+
+def orphaned_jobs(
+    session_factory: sessionmaker[Session], orchestrator: str, settings: Settings, limit: int = 100
+) -> list[Job]:
+    """Jobs of ``orchestrator`` queued for longer than ``job_handover_seconds`` and not handed
+    over within that time either: perhaps left behind (the caller checks)."""
+    before = utcnow() - timedelta(seconds=settings.job_handover_seconds)
+    with session_factory() as session:
+        return list(
+            session.scalars(
+                select(Job)
+                .where(
+                    Job.status == "queued",
+                    Job.orchestrator == orchestrator,
+                    Job.created_at < before,
+                    or_(Job.handed_over_at.is_(None), Job.handed_over_at < before),
+                )
+                .order_by(Job.created_at)
+                .limit(limit)
+            )
+        )
 
 
 Orchestrator = LocalOrchestrator | AirflowOrchestrator

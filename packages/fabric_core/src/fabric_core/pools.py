@@ -33,6 +33,11 @@ class JobPool:
         future.add_done_callback(self._forget)
         return future
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the job waits for a slot or runs in this pool."""
+        with self._lock:
+            return job_id in self._waiting.values()
+
     def _run(self, function: Callable[..., None], *args: object) -> None:
         function(*args)
 

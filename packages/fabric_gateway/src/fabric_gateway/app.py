@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fabric_core.orchestrators import create_orchestrator
+from fabric_core.periodic import Periodic
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings, get_settings
 from fabric_web.common import AppMetrics, install_common_routes, install_error_handlers
@@ -21,11 +22,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = create_runtime(settings or get_settings())
         app.state.runtime = runtime
-        app.state.orchestrator = create_orchestrator(runtime.settings, runtime.session_factory)
+        orchestrator = create_orchestrator(runtime.settings, runtime.session_factory)
+        app.state.orchestrator = orchestrator
+        # Jobs a stopped gateway queued but never handed over are handed over again.
+        sweep = Periodic("gateway-sweep", runtime.settings.sweep_seconds, orchestrator.recover)
+        sweep.start()
         try:
             yield
         finally:
-            app.state.orchestrator.shutdown()
+            sweep.stop()
+            orchestrator.shutdown()
             runtime.close()
 
     app = FastAPI(

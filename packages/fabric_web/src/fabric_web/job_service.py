@@ -15,6 +15,7 @@ from fabric_core.job_kinds import JobKind
 from fabric_core.job_runner import run_job
 from fabric_core.jobs import accept_hand_over, fail_stale_jobs, get_job
 from fabric_core.models import Job
+from fabric_core.periodic import Periodic
 from fabric_core.pools import JobPool
 from fabric_core.runtime import Runtime, create_runtime
 from fabric_core.schemas import JobAccepted, JobPublic
@@ -22,7 +23,6 @@ from fabric_core.settings import Settings, get_settings
 from fastapi import FastAPI, Request
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fabric_web.common import (
@@ -82,6 +82,13 @@ def job_status(runtime: Runtime, job_id: str) -> Job:
         return get_job(session, job_id)
 
 
+def sweep_jobs(kind: JobKind, runtime: Runtime) -> None:
+    failed = fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds)
+    if failed:
+        log.warning("failed %d job(s) whose worker stopped answering", failed)
+    kind.sweep_function()(runtime)
+
+
 def check_hand_over(session: Session, kind: JobKind, job_id: str, params: BaseModel) -> Job:
     """The job a service was asked to run, refusing one of another kind or other params."""
     job = get_job(session, job_id)
@@ -128,13 +135,18 @@ def create_job_service(
         app.state.workers = JobPool(
             f"{kind.service}_worker", kind.workers(runtime.settings), runtime.session_factory
         )
-        try:
-            fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds)
-        except SQLAlchemyError as exc:  # the DB may be down: /health says so, start anyway
-            log.warning("could not check for abandoned jobs: %s", type(exc).__name__)
+        # On start and every sweep_seconds: fail the jobs whose worker died, and let the kind
+        # remove what such jobs left behind. The DB may be down: /health says so; start anyway.
+        sweep = Periodic(
+            f"{kind.service}-sweep",
+            runtime.settings.sweep_seconds,
+            lambda: sweep_jobs(kind, runtime),
+        )
+        sweep.start()
         try:
             yield
         finally:
+            sweep.stop()
             app.state.workers.shutdown(
                 f"The {kind.service} service stopped before this job started."
             )

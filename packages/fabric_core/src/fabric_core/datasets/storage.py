@@ -96,6 +96,10 @@ class Storage:
         return self.fs.exists(path)
 
     def remove_tree(self, path: str) -> None:
+        """Remove a folder, and on S3 the unfinished multipart uploads under it (a killed
+        writer leaves them, invisible to listings but stored and billed)."""
+        if self.scheme == "s3":
+            self._abort_uploads(path)
         if not self.fs.exists(path):
             return
         entries = self.fs.find(path, withdirs=True, detail=True)
@@ -107,6 +111,18 @@ class Storage:
             for folder in sorted({*folders, path}, key=len, reverse=True):
                 if self.fs.exists(folder):
                     self.fs.rm_file(folder)
+
+    def _abort_uploads(self, path: str) -> None:
+        bucket, _, key = path.partition("/")
+        prefix = key.rstrip("/") + "/"
+        listing = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
+        for upload in listing.get("Uploads", []):
+            self.fs.call_s3(
+                "abort_multipart_upload",
+                Bucket=bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
 
     def check(self) -> None:
         """Write, read and delete a probe object; raises when the storage cannot be used."""
