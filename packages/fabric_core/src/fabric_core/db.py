@@ -19,11 +19,14 @@ def create_metadata_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Fabric starts SQLite's transactions itself (see _sqlite_begin), not the driver.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -32,8 +35,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection) -> None:
+    # A transaction that may write takes SQLite's write lock when it begins (IMMEDIATE), and
+    # waits for it up to the busy timeout. A deferred one that reads, then writes after another
+    # process committed, fails at once with "database is locked": the busy timeout does not
+    # apply to that upgrade. Read-only sessions begin deferred and never block writers.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "fabric_read_only"
+
+
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that may write (on SQLite their transactions begin IMMEDIATE)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def create_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they never hold the write lock, so a long read
+    (a preview reading its sources) does not stop other processes from writing."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

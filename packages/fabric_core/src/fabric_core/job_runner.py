@@ -60,7 +60,7 @@ class JobContext:
         if now - self._checked_at < min_interval:
             return
         self._checked_at = now
-        if is_cancelled(self.runtime.session_factory, self.job_id):
+        if is_cancelled(self.runtime.read_session_factory, self.job_id):
             raise JobCancelledError("The job was cancelled.")
 
     def set_progress(self, fraction: float, session: Session | None = None) -> None:

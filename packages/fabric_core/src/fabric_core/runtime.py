@@ -13,7 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.crypto import SecretBox
 from fabric_core.datasets.storage import Storage
-from fabric_core.db import create_metadata_engine, create_session_factory
+from fabric_core.db import (
+    create_metadata_engine,
+    create_read_session_factory,
+    create_session_factory,
+)
 from fabric_core.migrate import upgrade_database
 from fabric_core.settings import Settings
 
@@ -25,6 +29,8 @@ class Runtime:
     session_factory: sessionmaker[Session]
     box: SecretBox
     storage: Storage
+    read_session_factory: sessionmaker[Session]
+    """Sessions that only read (never hold SQLite's write lock)."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -50,4 +56,5 @@ def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtim
         session_factory=create_session_factory(engine),
         box=SecretBox(settings.resolved_secret_key()),
         storage=Storage.from_settings(settings),
+        read_session_factory=create_read_session_factory(engine),
     )

@@ -7,7 +7,7 @@ from fabric_core.job_kinds import DATASET
 from fabric_core.models import Job
 from fabric_core.schemas import DatasetPreview, DatasetPreviewRequest
 from fabric_core.settings import Settings
-from fabric_web.common import RuntimeDep, SessionDep
+from fabric_web.common import ReadSessionDep, RuntimeDep
 from fabric_web.job_service import JobServiceMetrics, create_job_service
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/preview-dataset-creation", response_model=DatasetPreview, tags=["datasets"])
     def preview_dataset_creation(
-        body: DatasetPreviewRequest, session: SessionDep, runtime: RuntimeDep
+        body: DatasetPreviewRequest, session: ReadSessionDep, runtime: RuntimeDep
     ) -> DatasetPreview:
         """The first rows of a dataset request, LIMIT pushed to the sources, nothing written."""
         return preview_request(

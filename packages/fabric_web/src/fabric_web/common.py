@@ -63,6 +63,15 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+def get_read_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """A session per request that only reads (never holds SQLite's write lock)."""
+    with runtime.read_session_factory() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+
+
 class AppMetrics:
     """Prometheus metrics of one app, in its own registry (several apps share a process)."""
 

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from fabric_web.common import (
     AppMetrics,
+    ReadSessionDep,
     RuntimeDep,
-    SessionDep,
     install_common_routes,
     install_error_handlers,
 )
@@ -78,7 +78,7 @@ class JobServiceMetrics(AppMetrics):
 def job_status(runtime: Runtime, job_id: str) -> Job:
     """A job as its service reports it; a running job whose worker died is failed first."""
     fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds, job_id)
-    with runtime.session_factory() as session:
+    with runtime.read_session_factory() as session:
         return get_job(session, job_id)
 
 
@@ -178,7 +178,7 @@ def install_job_routes(
     def process(
         body: request_schema,  # type: ignore[valid-type]
         request: Request,
-        session: SessionDep,
+        session: ReadSessionDep,
         runtime: RuntimeDep,
     ) -> JobAccepted:
         params = kind.new_params(body.model_dump(include=params_fields))

@@ -10,7 +10,7 @@ from fabric_core.errors import FabricError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.jobs import cancel_job, fail_stale_jobs, get_job, list_jobs
 from fabric_core.schemas import ColumnValues, JobPublic, TableDetail
-from fabric_web.common import RuntimeDep, SessionDep
+from fabric_web.common import ReadSessionDep, RuntimeDep
 from fastapi import APIRouter, Query
 
 from fabric_gateway.deps import OrchestratorDep
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api")
 
 
 @router.get("/tables/{table_id}", response_model=TableDetail, tags=["catalog"])
-def table_detail(table_id: int, session: SessionDep) -> TableDetail:
+def table_detail(table_id: int, session: ReadSessionDep) -> TableDetail:
     """A table with its columns."""
     return get_table(session, table_id)
 
@@ -29,7 +29,7 @@ def table_detail(table_id: int, session: SessionDep) -> TableDetail:
 @router.get("/columns/{column_id}/values", response_model=ColumnValues, tags=["catalog"])
 def values(
     column_id: int,
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> ColumnValues:
@@ -45,7 +45,7 @@ def values(
 
 @router.get("/jobs", response_model=list[JobPublic], tags=["jobs"])
 def jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     connection_id: int | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[JobPublic]:
@@ -58,7 +58,7 @@ def jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"])
 def job(
-    job_id: str, session: SessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
+    job_id: str, session: ReadSessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
 ) -> JobPublic:
     """A job's status, progress, stats, error and timestamps (and its DAG run's state)."""
     fail_stale_jobs(runtime.session_factory, runtime.settings.job_stale_seconds, job_id)

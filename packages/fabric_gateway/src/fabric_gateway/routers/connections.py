@@ -14,7 +14,7 @@ from fabric_core.schemas import (
     TablePublic,
 )
 from fabric_core.sync_jobs import queue_sync
-from fabric_web.common import RuntimeDep, SessionDep
+from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fastapi import APIRouter, Response
 
 from fabric_gateway.deps import OrchestratorDep, hand_over
@@ -31,13 +31,13 @@ def create_connection(
 
 
 @router.get("", response_model=list[ConnectionPublic])
-def list_connections(session: SessionDep) -> list[ConnectionPublic]:
+def list_connections(session: ReadSessionDep) -> list[ConnectionPublic]:
     """All registered data connections."""
     return [connections.to_public(c) for c in connections.list_connections(session)]
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
-def get_connection(connection_id: int, session: SessionDep) -> ConnectionPublic:
+def get_connection(connection_id: int, session: ReadSessionDep) -> ConnectionPublic:
     """One data connection."""
     return connections.to_public(connections.get_connection(session, connection_id))
 
@@ -60,7 +60,7 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 @router.post("/{connection_id}/test", response_model=ConnectionCheck)
 def test_connection(
-    connection_id: int, session: SessionDep, runtime: RuntimeDep
+    connection_id: int, session: ReadSessionDep, runtime: RuntimeDep
 ) -> ConnectionCheck:
     """Try to connect: says whether the source is reachable and accepts the credentials."""
     result = connections.check_connection_by_id(
@@ -88,7 +88,7 @@ def sync_connection(
 
 @router.get("/{connection_id}/tables", response_model=list[TablePublic])
 def connection_tables(
-    connection_id: int, session: SessionDep, include_removed: bool = True
+    connection_id: int, session: ReadSessionDep, include_removed: bool = True
 ) -> list[TablePublic]:
     """Tables and views harvested from the connection (removed ones flagged)."""
     return list_tables(session, connection_id, include_removed=include_removed)

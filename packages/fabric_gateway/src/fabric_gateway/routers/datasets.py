@@ -15,7 +15,7 @@ from fabric_core.schemas import (
     DatasetQueued,
     DatasetRequest,
 )
-from fabric_web.common import RuntimeDep, SessionDep
+from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fastapi import APIRouter, Query, Response
 
 from fabric_gateway.deps import OrchestratorDep, hand_over
@@ -51,13 +51,13 @@ def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) ->
 
 
 @router.get("", response_model=list[DatasetPublic])
-def list_datasets(session: SessionDep) -> list[DatasetPublic]:
+def list_datasets(session: ReadSessionDep) -> list[DatasetPublic]:
     """All datasets with their complete versions."""
     return service.list_datasets(session)
 
 
 @router.get("/{name}", response_model=DatasetPublic)
-def get_dataset(name: str, session: SessionDep) -> DatasetPublic:
+def get_dataset(name: str, session: ReadSessionDep) -> DatasetPublic:
     """A dataset: status, current version, location, row count, columns, versions."""
     return service.dataset_public(session, service.get_dataset(session, name))
 
@@ -65,7 +65,7 @@ def get_dataset(name: str, session: SessionDep) -> DatasetPublic:
 @router.get("/{name}/rows", response_model=DatasetPreview)
 def read_dataset_rows(
     name: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     version: int | None = Query(default=None, ge=1),
     limit: int = Query(default=PREVIEW_DEFAULT_ROWS, ge=1, le=PREVIEW_MAX_ROWS),

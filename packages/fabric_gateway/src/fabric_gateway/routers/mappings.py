@@ -12,7 +12,7 @@ from fabric_core.schemas import (
     ValueMappingCreate,
     ValueMappingPublic,
 )
-from fabric_web.common import SessionDep
+from fabric_web.common import ReadSessionDep, SessionDep
 from fastapi import APIRouter, Response
 
 router = APIRouter(prefix="/api", tags=["mappings"])
@@ -26,7 +26,7 @@ def create_unified_column(body: UnifiedColumnCreate, session: SessionDep) -> Uni
 
 
 @router.get("/unified-columns", response_model=list[UnifiedColumnPublic])
-def list_unified_columns(session: SessionDep) -> list[UnifiedColumnPublic]:
+def list_unified_columns(session: ReadSessionDep) -> list[UnifiedColumnPublic]:
     """All unified columns, by name."""
     return [
         mapping.unified_column_public(session, u) for u in mapping.list_unified_columns(session)
@@ -34,7 +34,7 @@ def list_unified_columns(session: SessionDep) -> list[UnifiedColumnPublic]:
 
 
 @router.get("/unified-columns/{unified_column_id}", response_model=UnifiedColumnPublic)
-def get_unified_column(unified_column_id: int, session: SessionDep) -> UnifiedColumnPublic:
+def get_unified_column(unified_column_id: int, session: ReadSessionDep) -> UnifiedColumnPublic:
     """One unified column."""
     unified = mapping.get_unified_column(session, unified_column_id)
     return mapping.unified_column_public(session, unified)
@@ -64,7 +64,7 @@ def create_column_mapping(body: ColumnMappingCreate, session: SessionDep) -> Col
 
 @router.get("/column-mappings", response_model=list[ColumnMappingPublic])
 def list_column_mappings(
-    session: SessionDep,
+    session: ReadSessionDep,
     unified_column_id: int | None = None,
     connection_id: int | None = None,
     stale: bool | None = None,
@@ -76,7 +76,7 @@ def list_column_mappings(
 
 
 @router.get("/column-mappings/{mapping_id}", response_model=ColumnMappingPublic)
-def get_column_mapping(mapping_id: int, session: SessionDep) -> ColumnMappingPublic:
+def get_column_mapping(mapping_id: int, session: ReadSessionDep) -> ColumnMappingPublic:
     """One column mapping."""
     return mapping.get_column_mapping(session, mapping_id)
 
@@ -104,7 +104,7 @@ def create_value_mappings(
 
 @router.get("/value-mappings", response_model=list[ValueMappingPublic])
 def list_value_mappings(
-    session: SessionDep, column_id: int | None = None
+    session: ReadSessionDep, column_id: int | None = None
 ) -> list[ValueMappingPublic]:
     """Value mappings, optionally of one source column."""
     return [
