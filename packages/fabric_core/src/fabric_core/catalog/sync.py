@@ -27,7 +27,7 @@ from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionSpec
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection, utcnow
 
-# Tables written per transaction; progress is committed with each chunk.
+# Tables diffed and written per batch of statements (all in one transaction).
 CHUNK_TABLES = 500
 
 ProgressCallback = Callable[[Session, float], None]
@@ -210,6 +210,8 @@ def _persist(
     stats: SyncStats,
     on_progress: ProgressCallback | None,
 ) -> None:
+    """Store the diff in one transaction: a sync that dies or is cancelled half way leaves
+    the catalog as it was (its progress, written in the same transaction, shows at the end)."""
     now = utcnow()
     with session_factory() as session, session.begin():
         if on_progress:
@@ -218,11 +220,10 @@ def _persist(
         stored_tables = _load_tables(session, connection_id)
         stored_columns = _load_columns(session, connection_id)
 
-    seen_tables: set[int] = set()
-    total = max(len(catalog.tables), 1)
-    for start in range(0, len(catalog.tables), CHUNK_TABLES):
-        chunk = catalog.tables[start : start + CHUNK_TABLES]
-        with session_factory() as session, session.begin():
+        seen_tables: set[int] = set()
+        total = max(len(catalog.tables), 1)
+        for start in range(0, len(catalog.tables), CHUNK_TABLES):
+            chunk = catalog.tables[start : start + CHUNK_TABLES]
             _sync_tables(
                 session,
                 connection_id,
@@ -234,10 +235,9 @@ def _persist(
                 stats,
                 now,
             )
-            if on_progress:
+            if on_progress:  # checks for a cancel between chunks: a cancel rolls back it all
                 on_progress(session, min(0.99, (start + len(chunk)) / total))
 
-    with session_factory() as session, session.begin():
         gone = [
             table.id
             for table in stored_tables.values()
