@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -57,12 +57,20 @@ class ConnectionSpec:
 
 def create_source_engine(spec: ConnectionSpec, timeout: float) -> Engine:
     connector = get_connector(spec.kind)
-    return create_engine(
+    engine = create_engine(
         connector.build_url(spec),
         connect_args=connector.connect_args(spec, timeout),
         # One short-lived connection per use: nothing to pool, nothing left open.
         poolclass=NullPool,
     )
+    probe = getattr(connector, "probe", None)
+    if probe is not None:  # checked before each connection the driver opens
+
+        @event.listens_for(engine, "do_connect")
+        def _probe_first(*_args: object) -> None:
+            probe(spec, timeout)
+
+    return engine
 
 
 def source_error(spec: ConnectionSpec, exc: BaseException) -> SourceError:

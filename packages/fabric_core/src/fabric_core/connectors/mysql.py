@@ -6,6 +6,7 @@ only that database is harvested, which is what a connection to one database mean
 
 from __future__ import annotations
 
+import socket
 from collections import defaultdict
 from typing import Any
 
@@ -46,6 +47,24 @@ def build_url(spec) -> URL:
 
 def connect_args(spec, timeout: float) -> dict[str, Any]:
     return {"connect_timeout": max(1, round(timeout))}
+
+
+def probe(spec, timeout: float) -> None:
+    """The server greets within ``timeout`` seconds, or it is unreachable.
+
+    A MySQL server speaks first. The driver bounds the TCP connect by its connect timeout but
+    then waits for that greeting with no timeout at all, so a server that accepts and never
+    answers would hang every call for ever.
+    """
+    with socket.create_connection(
+        (spec.host or "127.0.0.1", spec.port or DEFAULT_PORT), timeout=timeout
+    ) as sock:
+        sock.settimeout(timeout)
+        try:
+            if not sock.recv(4):
+                raise ConnectionError("the server closed the connection without a greeting")
+        except TimeoutError:
+            raise TimeoutError(f"no greeting from the server within {timeout:g} s") from None
 
 
 def classify_error(exc: BaseException) -> type[SourceError]:
@@ -237,6 +256,7 @@ class MySQLConnector(SqlConnector):
 
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)
+    probe = staticmethod(probe)
     classify_error = staticmethod(classify_error)
     server_version = staticmethod(server_version)
     harvest_catalog = staticmethod(harvest_catalog)
