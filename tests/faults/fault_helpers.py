@@ -17,15 +17,15 @@ from fabric_core.settings import Settings
 
 def fabric_settings(home: Path, **overrides) -> Settings:
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
-    settings = Settings(
-        home=home,
-        secret_key="test-secret-key",
-        job_poll_interval=0.05,
-        sync_url=f"http://127.0.0.1:{ports['sync_port']}",
-        dataset_url=f"http://127.0.0.1:{ports['dataset_port']}",
+    values = {
+        "home": home,
+        "secret_key": "test-secret-key",
+        "job_poll_interval": 0.05,
+        "sync_url": f"http://127.0.0.1:{ports['sync_port']}",
+        "dataset_url": f"http://127.0.0.1:{ports['dataset_port']}",
         **ports,
-        **overrides,
-    )
+    }
+    settings = Settings(**{**values, **overrides})
     settings.ensure_home()
     return settings
 

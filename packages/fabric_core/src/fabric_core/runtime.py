@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fabric_core.crypto import SecretBox
 from fabric_core.datasets.storage import Storage
 from fabric_core.db import (
+    READ_ONLY,
     create_metadata_engine,
     create_read_session_factory,
     create_session_factory,
@@ -36,7 +37,8 @@ class Runtime:
         self.engine.dispose()
 
     def check_database(self) -> None:
-        with self.engine.connect() as connection:
+        # Read-only: on SQLite a health check must not queue for the write lock.
+        with self.engine.execution_options(**{READ_ONLY: True}).connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def check_storage(self) -> None:
