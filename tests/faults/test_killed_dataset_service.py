@@ -14,9 +14,9 @@ import time
 import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
-from fabric_core.launcher import free_port, settings_env, start_services
+from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fabric_core.settings import Settings
+from fault_helpers import fabric_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -39,22 +39,16 @@ def test_a_killed_build_is_failed_cleaned_up_and_built_again(tmp_path, pg_databa
         f"CREATE TABLE big AS SELECT i AS id, md5(i::text) AS v "
         f"FROM generate_series(1, {ROWS}) AS i; ANALYZE big;",
     )
-    ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
-    settings = Settings(
-        home=tmp_path / "home",
-        secret_key="test-secret-key",
+    settings = fabric_settings(
+        tmp_path / "home",
         job_poll_interval=0.1,
         job_heartbeat_seconds=0.5,
         job_stale_seconds=5,
         sweep_seconds=0.5,
         dataset_batch_rows=20_000,
         dataset_part_rows=100_000,
-        sync_url=f"http://127.0.0.1:{ports['sync_port']}",
-        dataset_url=f"http://127.0.0.1:{ports['dataset_port']}",
-        **ports,
         **s3_server.settings_update("killed-build"),
     )
-    settings.ensure_home()
     env = {**os.environ, **settings_env(settings)}
     services = start_services(settings, env, log_dir=tmp_path / "logs")
     restarted = None

@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
-from fabric_core.launcher import free_port, settings_env, start_services
+from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fabric_core.settings import Settings
+from fault_helpers import fabric_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -53,16 +53,7 @@ def _live_tables(api: httpx.Client, connection_id: int) -> int:
 def test_a_killed_sync_leaves_the_catalog_as_it_was(tmp_path, pg_database):
     database = pg_database()
     _create_tables(database)
-    ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
-    settings = Settings(
-        home=tmp_path / "home",
-        secret_key="test-secret-key",
-        job_poll_interval=0.05,
-        sync_url=f"http://127.0.0.1:{ports['sync_port']}",
-        dataset_url=f"http://127.0.0.1:{ports['dataset_port']}",
-        **ports,
-    )
-    settings.ensure_home()
+    settings = fabric_settings(tmp_path / "home")
     env = {**os.environ, **settings_env(settings)}
     services = start_services(settings, env, log_dir=tmp_path / "logs")
     restarted = None

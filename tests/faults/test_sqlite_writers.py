@@ -10,9 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from fabric_core.launcher import free_port, settings_env, start_services
+from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fabric_core.settings import Settings
+from fault_helpers import fabric_settings
 
 CLIENTS = 8
 WRITES_PER_CLIENT = 25
@@ -26,16 +26,7 @@ def _source(path, tables: int) -> None:
 
 
 def test_eight_writers_and_running_syncs_get_no_5xx_and_lose_nothing(tmp_path):
-    ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
-    settings = Settings(
-        home=tmp_path / "home",
-        secret_key="test-secret-key",
-        job_poll_interval=0.05,
-        sync_url=f"http://127.0.0.1:{ports['sync_port']}",
-        dataset_url=f"http://127.0.0.1:{ports['dataset_port']}",
-        **ports,
-    )
-    settings.ensure_home()
+    settings = fabric_settings(tmp_path / "home")
     services = start_services(
         settings, {**os.environ, **settings_env(settings)}, log_dir=tmp_path / "logs"
     )
