@@ -30,7 +30,8 @@ pytest.importorskip("airflow", reason="the airflow dependency group is not insta
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 SOURCES = 6
-DATASETS = 4
+SYNCS = 50  # over the SOURCES connections: several wait for their connection's lock
+DATASETS = 10
 
 
 def _database(pg_admin, created: list[str]) -> str:
@@ -174,7 +175,10 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
     table_id = tables_by_name(runtime, dataset_source)[("main", "customers")].id
     runtime.close()
 
-    answers = [gateway.post(f"/api/data-connections/{cid}/sync") for cid in connection_ids]
+    answers = [
+        gateway.post(f"/api/data-connections/{connection_ids[n % SOURCES]}/sync")
+        for n in range(SYNCS)
+    ]
     answers += [
         gateway.post(
             "/api/datasets/unified",
@@ -186,7 +190,7 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
         )
         for index in range(DATASETS)
     ]
-    assert [a.status_code for a in answers] == [202] * (SOURCES + DATASETS)
+    assert [a.status_code for a in answers] == [202] * (SYNCS + DATASETS)
     first = answers[0].json()
     assert first["airflow_url"] == (
         f"{settings.airflow_public_url}/dags/sync_data_connection/runs/{first['dag_run_id']}"
@@ -207,10 +211,10 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
 
     syncs = _task_intervals(client, "sync_data_connection")
     builds = _task_intervals(client, "create_unified_dataset")
-    assert set(job_ids[:SOURCES]) <= set(syncs) and set(job_ids[SOURCES:]) <= set(builds)
+    assert set(job_ids[:SYNCS]) <= set(syncs) and set(job_ids[SYNCS:]) <= set(builds)
     # The pools bound the work, and the bound is reached.
-    assert _max_concurrency([syncs[j] for j in job_ids[:SOURCES]]) == 3
-    assert _max_concurrency([builds[j] for j in job_ids[SOURCES:]]) == 2
+    assert _max_concurrency([syncs[j] for j in job_ids[:SYNCS]]) == 3
+    assert _max_concurrency([builds[j] for j in job_ids[SYNCS:]]) == 2
     # Each job ran inside its task's slot.
     for job_id, job in jobs.items():
         start, end = (syncs | builds)[job_id]
