@@ -88,7 +88,7 @@ def test_a_build_ended_from_outside_fails_its_version_and_the_clean_up_removes_i
     assert _dataset(runtime) == ("failed", None, [(1, "failed")])
 
     assert clean_abandoned_versions(runtime.session_factory, runtime.storage, dataset) == 1
-    assert _dataset(runtime) == ("failed", None, [])
+    assert _dataset(runtime) == ("failed", None, [(1, "removed")])  # never given out again
     assert not folder.exists()
 
 

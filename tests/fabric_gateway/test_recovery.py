@@ -82,8 +82,10 @@ def test_the_dataset_service_fails_a_dead_build_and_removes_its_files(settings, 
         job = get_job(session, job_id)
         assert job.status == "failed" and "no heartbeat" in job.error
         assert session.get(Dataset, dataset_id).status == "failed"
-        versions = session.scalars(
-            select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)
+        versions = session.execute(
+            select(DatasetVersion.version, DatasetVersion.status).where(
+                DatasetVersion.dataset_id == dataset_id
+            )
         ).all()
-        assert versions == []
+        assert [tuple(v) for v in versions] == [(1, "removed")]
     runtime.close()

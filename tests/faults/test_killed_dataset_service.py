@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
-import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
 from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fault_helpers import fabric_settings
+from fault_helpers import fabric_settings, gateway
 
 pytestmark = pytest.mark.postgres
 
@@ -53,9 +53,10 @@ def test_a_killed_build_is_failed_cleaned_up_and_built_again(tmp_path, pg_databa
     services = start_services(settings, env, log_dir=tmp_path / "logs")
     restarted = None
     fs = s3_server.filesystem()
+    stack = ExitStack()
     try:
         services.wait_until_ready(timeout=60)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=60)
+        api = stack.enter_context(gateway(settings))
         body = {
             "name": "pg",
             "kind": "postgresql",
@@ -93,8 +94,8 @@ def test_a_killed_build_is_failed_cleaned_up_and_built_again(tmp_path, pg_databa
         dataset = api.get("/api/datasets/big").json()
         assert (dataset["status"], dataset["row_count"]) == ("ready", ROWS)
         assert [v["version"] for v in dataset["versions"]] == [dataset["current_version"]]
-        api.close()
     finally:
+        stack.close()
         if restarted is not None:
             restarted.terminate()
             restarted.wait(15)

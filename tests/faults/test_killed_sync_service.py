@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
 import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
 from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fault_helpers import fabric_settings
+from fault_helpers import fabric_settings, gateway
 
 pytestmark = pytest.mark.postgres
 
@@ -53,13 +54,14 @@ def _live_tables(api: httpx.Client, connection_id: int) -> int:
 def test_a_killed_sync_leaves_the_catalog_as_it_was(tmp_path, pg_database):
     database = pg_database()
     _create_tables(database)
-    settings = fabric_settings(tmp_path / "home")
+    settings = fabric_settings(tmp_path / "home", job_heartbeat_seconds=0.5, job_stale_seconds=5)
     env = {**os.environ, **settings_env(settings)}
     services = start_services(settings, env, log_dir=tmp_path / "logs")
     restarted = None
+    stack = ExitStack()
     try:
         services.wait_until_ready(timeout=60)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=60)
+        api = stack.enter_context(gateway(settings))
 
         def register(name: str) -> int:
             body = {
@@ -111,8 +113,8 @@ def test_a_killed_sync_leaves_the_catalog_as_it_was(tmp_path, pg_database):
         assert _live_tables(api, killed_one) == TABLES - DROPPED
         diff = wait_for_job_end(job(sync(timed)), timeout=120)["stats"]
         assert (diff["tables_removed"], diff["columns_added"]) == (DROPPED, WIDENED)
-        api.close()
     finally:
+        stack.close()
         if restarted is not None:
             restarted.terminate()
             restarted.wait(15)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,11 +16,12 @@ from fabric_core.datasets.build import (
     allocate_version,
     clean_abandoned_versions,
     manifest,
+    mark_removed,
     write_version,
 )
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.storage import Storage
-from fabric_core.errors import InvalidInputError, JobCancelledError
+from fabric_core.errors import ConflictError, InvalidInputError, JobCancelledError
 from fabric_core.job_kinds import DATASET
 from fabric_core.job_runner import JobContext
 from fabric_core.jobs import create_job
@@ -128,7 +129,7 @@ def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
         _publish(context, dataset.id, version, result, document, plan)
         return result.stats()
     except BaseException:
-        _discard(session_factory, storage, dataset, version)
+        _discard(session_factory, storage, dataset, version, context.job_id)
         raise
 
 
@@ -147,9 +148,14 @@ def _publish(
     """
     with context.runtime.session_factory.begin() as session:
         context.succeed_in(session, result.stats())
-        session.execute(
+        published = session.execute(
             update(DatasetVersion)
-            .where(DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)
+            .where(
+                DatasetVersion.dataset_id == dataset_id,
+                DatasetVersion.version == version,
+                DatasetVersion.job_id == context.job_id,
+                DatasetVersion.status == "building",
+            )
             .values(
                 status="complete",
                 location=result.location,
@@ -158,7 +164,9 @@ def _publish(
                 manifest=document,
                 completed_at=utcnow(),
             )
-        )
+        ).rowcount
+        if not published:  # its record was failed or removed meanwhile: never publish it
+            raise ConflictError(f"Version {version} was ended before it could be published.")
         dataset = session.get_one(Dataset, dataset_id)
         # A slower build of an older version must not replace a newer current version.
         if dataset.current_version is None or version > dataset.current_version:
@@ -167,29 +175,31 @@ def _publish(
         dataset.status = "ready"
 
 
-def _discard(session_factory, storage: Storage, dataset: Dataset, version: int) -> None:
+def _discard(
+    session_factory, storage: Storage, dataset: Dataset, version: int, job_id: str
+) -> None:
     """Remove what a build that did not finish wrote. When its storage cannot be reached now
     (the reason the build failed, often), the version is kept as ``failed`` so the sweep
-    removes its files later; the build's own error is the one reported."""
+    removes its files later; the build's own error is the one reported. The dataset's state
+    follows the job's end (``dataset_states``)."""
     try:
         storage.remove_tree(storage.version_dir(dataset.name, version))
-        removed = True
     except Exception as exc:
         log.warning(
             "could not remove version %s of %s yet: %s", version, dataset.name, type(exc).__name__
         )
-        removed = False
-    with session_factory.begin() as session:
-        this_version = (DatasetVersion.dataset_id == dataset.id) & (
-            DatasetVersion.version == version
-        )
-        if removed:
-            session.execute(delete(DatasetVersion).where(this_version))
-        else:
-            session.execute(update(DatasetVersion).where(this_version).values(status="failed"))
-        current = session.get(Dataset, dataset.id)
-        if current is not None:
-            current.status = "ready" if current.current_version else "failed"
+        with session_factory.begin() as session:
+            session.execute(
+                update(DatasetVersion)
+                .where(
+                    DatasetVersion.dataset_id == dataset.id,
+                    DatasetVersion.version == version,
+                    DatasetVersion.status == "building",
+                )
+                .values(status="failed")
+            )
+        return
+    mark_removed(session_factory, dataset.id, version, job_id)
 
 
 def remove_abandoned_versions(runtime: Runtime) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fabric_core.clients import ServiceClient
 from fabric_core.db import create_metadata_engine, create_session_factory
-from fabric_core.errors import JobFailedError
+from fabric_core.errors import JobFailedError, ServiceUnavailableError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import finish_job
 from fabric_core.polling import wait_for_job_end
@@ -40,9 +40,21 @@ def run_job_task(
         client.submit_job(kind, job_id, params)
         handed_over = time.monotonic()
 
+        silent_since: float | None = None
+
         def status_of_job() -> dict[str, Any]:
-            nonlocal handed_over
-            status = client.job_status(job_id)
+            nonlocal handed_over, silent_since
+            try:
+                status = client.job_status(job_id)
+            except ServiceUnavailableError:
+                # A service restarting: wait for it as long as a hand-over may take; a job
+                # it was running is failed as stale meanwhile, one it had not started is
+                # handed over again below.
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > settings.job_handover_seconds:
+                    raise
+                return {"id": job_id, "status": "unknown"}
+            silent_since = None
             # Still queued long after the hand-over: the service that took it died before
             # running it. Hand it over again (a running or ended job is never taken twice).
             waited = time.monotonic() - handed_over

@@ -14,6 +14,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.db import READ_ONLY
 from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.models import Job, utcnow
@@ -137,6 +138,7 @@ def end_job(
     status: str,
     stats: dict[str, Any] | None = None,
     error: str | None = None,
+    only_if: tuple[Any, ...] = (),
 ) -> bool:
     """End a job in ``session``'s transaction, with what its kind ties to its end (a dataset's
     and its version's states); False when it had already ended (the first end wins)."""
@@ -151,7 +153,7 @@ def end_job(
         values["error"] = error
     ended = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
+        .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES), *only_if)
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -263,15 +265,25 @@ def fail_stale_jobs(
     session_factory: sessionmaker[Session], stale_after: float, job_id: str | None = None
 ) -> int:
     """Fail running jobs whose worker has not been heard of for ``stale_after`` seconds."""
-    query = select(Job.id).where(
-        Job.status == "running", Job.updated_at < utcnow() - timedelta(seconds=stale_after)
-    )
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    stale_now = (Job.status == "running", Job.updated_at < cutoff)
+    query = select(Job.id).where(*stale_now)
     if job_id is not None:
         query = query.where(Job.id == job_id)
+    # Looked for read-only first: this runs on every status poll, and on SQLite a write
+    # transaction would queue for the write lock behind a sync storing its catalog.
+    with session_factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        stale = session.scalars(query).all()
+    if not stale:
+        return 0
     error = (
         f"Its worker stopped answering (no heartbeat for {stale_after:.0f} s): the service was "
         "stopped or crashed while running it. Start the job again."
     )
     with session_factory.begin() as session:
-        stale = session.scalars(query).all()
-        return sum(end_job(session, stale_id, status="failed", error=error) for stale_id in stale)
+        # Still stale when ending it: a beat that landed meanwhile keeps the job running.
+        return sum(
+            end_job(session, stale_id, status="failed", error=error, only_if=stale_now)
+            for stale_id in stale
+        )

@@ -81,7 +81,11 @@ class LocalOrchestrator:
             if kind is None or self._pools[kind.name].holds(job.id):
                 continue  # still waiting for a slot of this process's pool
             log.warning("job %s was left queued; handing it over again", job.id)
-            self.submit(kind, job.id, kind.params_of(job).model_dump())
+            try:
+                self.submit(kind, job.id, kind.params_of(job).model_dump())
+            except FabricError as exc:  # this job only; the others are still recovered
+                self._fail(job.id, f"Could not hand the job over again: {exc.message}")
+                continue
             recovered += 1
         return recovered
 
@@ -134,12 +138,26 @@ class AirflowOrchestrator:
             if kind is None:
                 continue
             try:
-                self.client.dag_run(kind.dag_id, job.id)
-                continue  # its run exists: Airflow's pool holds it
+                run = self.client.dag_run(kind.dag_id, job.id)
             except NotFoundError:
-                pass
+                run = None
+            except FabricError as exc:  # Airflow away for a moment: the next round tries
+                log.warning("could not look up the DAG run of %s: %s", job.id, exc.message)
+                continue
+            if run is not None:
+                if run.get("state") in ("success", "failed"):  # ended without running it
+                    finish_job(
+                        self.session_factory,
+                        job.id,
+                        status="failed",
+                        error=f"Its DAG run ended ({run.get('state')}) without running it.",
+                    )
+                continue  # else Airflow's pool holds it
             log.warning("job %s has no DAG run; triggering it", job.id)
-            self.submit(kind, job.id, kind.params_of(job).model_dump())
+            try:
+                self.submit(kind, job.id, kind.params_of(job).model_dump())
+            except FabricError:
+                continue  # submit recorded why on the job
             recovered += 1
         return recovered
 

@@ -59,9 +59,10 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             spec = connection_spec(get_connection(session, connection_id), context.runtime.box)
         context.add_secrets(spec.secrets)
 
-        def on_progress(session: Session, fraction: float) -> None:
-            context.raise_if_cancelled()  # rolls back this chunk
-            context.set_progress(fraction, session)
+        def on_progress(_session: Session, _fraction: float) -> None:
+            # Only a check: writing the job row inside the catalog's transaction would lock
+            # it (and on SQLite the whole DB) against heartbeats and cancels until the commit.
+            context.raise_if_cancelled()  # rolls back everything stored so far
 
         stats = sync_connection(
             session_factory,

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 from polars.io.plugins import register_io_source
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,11 +91,13 @@ def allocate_version(
 def clean_abandoned_versions(
     session_factory: sessionmaker[Session], storage: Storage, dataset: Dataset
 ) -> int:
-    """Remove the files and records of versions whose job ended without publishing them (left
-    ``building`` by a killed build, or ``failed`` when their job was ended from outside)."""
+    """Remove the files of versions whose job ended without publishing them (left ``building``
+    by a killed build, or ``failed`` when their job was ended from outside), and mark them
+    ``removed``. The record stays, so a version number is never given to another build: a
+    clean-up racing a new build can never remove that build's files."""
     with session_factory() as session:
-        abandoned = session.scalars(
-            select(DatasetVersion.version)
+        abandoned = session.execute(
+            select(DatasetVersion.version, DatasetVersion.job_id)
             .outerjoin(Job, Job.id == DatasetVersion.job_id)
             .where(
                 DatasetVersion.dataset_id == dataset.id,
@@ -103,15 +105,26 @@ def clean_abandoned_versions(
                 (Job.id.is_(None)) | Job.status.in_(TERMINAL_STATUSES),
             )
         ).all()
-    for version in abandoned:
+    for version, job_id in abandoned:
         storage.remove_tree(storage.version_dir(dataset.name, version))
-        with session_factory.begin() as session:
-            session.execute(
-                delete(DatasetVersion).where(
-                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version
-                )
-            )
+        mark_removed(session_factory, dataset.id, version, job_id)
     return len(abandoned)
+
+
+def mark_removed(
+    session_factory: sessionmaker[Session], dataset_id: int, version: int, job_id: str | None
+) -> None:
+    with session_factory.begin() as session:
+        session.execute(
+            update(DatasetVersion)
+            .where(
+                DatasetVersion.dataset_id == dataset_id,
+                DatasetVersion.version == version,
+                DatasetVersion.job_id == job_id,
+                DatasetVersion.status.in_(("building", "failed")),
+            )
+            .values(status="removed")
+        )
 
 
 def _transformed_frames(

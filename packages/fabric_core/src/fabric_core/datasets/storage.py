@@ -121,15 +121,26 @@ class Storage:
 
     def _abort_uploads(self, path: str) -> None:
         bucket, _, key = path.partition("/")
-        prefix = key.rstrip("/") + "/"
-        listing = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
-        for upload in listing.get("Uploads", []):
-            self.fs.call_s3(
-                "abort_multipart_upload",
-                Bucket=bucket,
-                Key=upload["Key"],
-                UploadId=upload["UploadId"],
-            )
+        page: dict[str, str] = {"Prefix": key.rstrip("/") + "/"}
+        while True:
+            try:
+                listing = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, **page)
+            except NotImplementedError:  # a server without the call keeps none to abort
+                return
+            for upload in listing.get("Uploads", []):
+                self.fs.call_s3(
+                    "abort_multipart_upload",
+                    Bucket=bucket,
+                    Key=upload["Key"],
+                    UploadId=upload["UploadId"],
+                )
+            if not listing.get("IsTruncated"):
+                return
+            page = {
+                "Prefix": page["Prefix"],
+                "KeyMarker": listing["NextKeyMarker"],
+                "UploadIdMarker": listing["NextUploadIdMarker"],
+            }
 
     def check(self) -> None:
         """Write, read and delete a probe object; raises when the storage cannot be used."""
