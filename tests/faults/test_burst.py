@@ -26,7 +26,7 @@ def _source(path, rows: int) -> None:
             INSERT INTO t SELECT i, 'value ' || i FROM n;
             """
         )
-        for i in range(300):  # enough catalog for a sync to take a moment
+        for i in range(1500):  # a catalog big enough that syncs overlap (about a second each)
             connection.execute(f"CREATE TABLE c{i} (id INTEGER PRIMARY KEY, a TEXT, b INTEGER)")
     connection.close()
 
