@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fabric_core.connections import connection_spec
 from fabric_core.crypto import SecretBox
 from fabric_core.datasets.build import (
     MANIFEST,
@@ -25,7 +26,15 @@ from fabric_core.errors import ConflictError, InvalidInputError, JobCancelledErr
 from fabric_core.job_kinds import DATASET
 from fabric_core.job_runner import JobContext
 from fabric_core.jobs import create_job
-from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
+from fabric_core.models import (
+    CatalogColumn,
+    CatalogTable,
+    Connection,
+    Dataset,
+    DatasetVersion,
+    Job,
+    utcnow,
+)
 from fabric_core.runtime import Runtime
 from fabric_core.schemas import TERMINAL_STATUSES, DatasetRequest
 
@@ -72,9 +81,17 @@ def queue_dataset(
 
 
 def dataset_secrets(session: Session, params: DatasetRequest, box: SecretBox) -> list[str | None]:
-    """The secrets of every connection the dataset reads."""
-    plan = plan_dataset(session, params, box)
-    return list({secret for source in plan.sources for secret in source.spec.secrets})
+    """The secrets of every connection the dataset reads (found without planning the build,
+    which the work does)."""
+    tables = select(CatalogTable.connection_id).where(CatalogTable.id.in_(params.selected_tables))
+    columns = (
+        select(CatalogTable.connection_id)
+        .join(CatalogColumn, CatalogColumn.table_id == CatalogTable.id)
+        .where(CatalogColumn.id.in_(params.selected_columns))
+    )
+    ids = tables if params.selection_mode == "tables" else columns
+    connections = session.scalars(select(Connection).where(Connection.id.in_(ids))).all()
+    return [secret for c in connections for secret in connection_spec(c, box).secrets]
 
 
 def dataset_work(context: JobContext, params: DatasetRequest) -> dict:

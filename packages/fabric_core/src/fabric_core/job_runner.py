@@ -63,13 +63,9 @@ class JobContext:
         if is_cancelled(self.runtime.read_session_factory, self.job_id):
             raise JobCancelledError("The job was cancelled.")
 
-    def set_progress(self, fraction: float, session: Session | None = None) -> None:
-        """Record progress in ``session``'s transaction, or in one of its own."""
-        if session is not None:
+    def set_progress(self, fraction: float) -> None:
+        with self.runtime.session_factory.begin() as session:
             set_progress(session, self.job_id, fraction)
-            return
-        with self.runtime.session_factory.begin() as own:
-            set_progress(own, self.job_id, fraction)
 
     def succeed_in(self, session: Session, stats: dict[str, Any]) -> None:
         """End the job successfully inside ``session``'s transaction, so the job's success and

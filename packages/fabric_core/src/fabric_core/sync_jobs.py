@@ -59,17 +59,14 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             spec = connection_spec(get_connection(session, connection_id), context.runtime.box)
         context.add_secrets(spec.secrets)
 
-        def on_progress(_session: Session, _fraction: float) -> None:
-            # Only a check: writing the job row inside the catalog's transaction would lock
-            # it (and on SQLite the whole DB) against heartbeats and cancels until the commit.
-            context.raise_if_cancelled()  # rolls back everything stored so far
-
         stats = sync_connection(
             session_factory,
             connection_id,
             spec,
             timeout=settings.source_connect_timeout,
-            on_progress=on_progress,
+            # Only a check, no job-row write: inside the catalog's transaction that would lock
+            # the row (on SQLite the DB) against heartbeats and cancels until the commit.
+            check_stop=context.raise_if_cancelled,
         )
         # The job's success and the lock's release commit together: no other sync of the
         # connection starts while this one still looks running.

@@ -30,7 +30,8 @@ from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Conne
 # Tables diffed and written per batch of statements (all in one transaction).
 CHUNK_TABLES = 500
 
-ProgressCallback = Callable[[Session, float], None]
+# Raises to stop a sync (a cancelled job): everything stored so far is rolled back.
+StopCheck = Callable[[], None]
 
 
 @dataclass
@@ -68,7 +69,7 @@ def sync_connection(
     spec: ConnectionSpec,
     *,
     timeout: float,
-    on_progress: ProgressCallback | None = None,
+    check_stop: StopCheck | None = None,
 ) -> SyncStats:
     """Harvest the source of ``connection_id`` and bring its stored catalog up to date.
 
@@ -77,7 +78,8 @@ def sync_connection(
         connection_id: the registered connection.
         spec: how to reach it (password in clear, memory only).
         timeout: seconds to wait for the source to answer a connection attempt.
-        on_progress: called inside each chunk's transaction with the fraction done.
+        check_stop: called before anything is stored and between batches; raising rolls
+            back the whole sync.
 
     Returns:
         Counts of added, changed and removed tables and columns.
@@ -94,7 +96,7 @@ def sync_connection(
     )
     stats.harvest_seconds = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    _persist(session_factory, connection_id, catalog, stats, on_progress)
+    _persist(session_factory, connection_id, catalog, stats, check_stop)
     stats.persist_seconds = round(time.perf_counter() - started, 3)
     return stats
 
@@ -208,20 +210,19 @@ def _persist(
     connection_id: int,
     catalog: HarvestedCatalog,
     stats: SyncStats,
-    on_progress: ProgressCallback | None,
+    check_stop: StopCheck | None,
 ) -> None:
     """Store the diff in one transaction: a sync that dies or is cancelled half way leaves
-    the catalog as it was (its progress, written in the same transaction, shows at the end)."""
+    the catalog as it was."""
     now = utcnow()
     with session_factory() as session, session.begin():
-        if on_progress:
-            on_progress(session, 0.0)  # may stop a cancelled job before it writes anything
+        if check_stop:
+            check_stop()  # a cancelled job stops before it writes anything
         schema_ids = _sync_schemas(session, connection_id, catalog.schemas, now)
         stored_tables = _load_tables(session, connection_id)
         stored_columns = _load_columns(session, connection_id)
 
         seen_tables: set[int] = set()
-        total = max(len(catalog.tables), 1)
         for start in range(0, len(catalog.tables), CHUNK_TABLES):
             chunk = catalog.tables[start : start + CHUNK_TABLES]
             _sync_tables(
@@ -235,8 +236,8 @@ def _persist(
                 stats,
                 now,
             )
-            if on_progress:  # checks for a cancel between chunks: a cancel rolls back it all
-                on_progress(session, min(0.99, (start + len(chunk)) / total))
+            if check_stop:
+                check_stop()
 
         gone = [
             table.id
@@ -248,8 +249,6 @@ def _persist(
         session.execute(
             update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
         )
-        if on_progress:
-            on_progress(session, 1.0)
 
 
 def _mark_removed(session: Session, key, ids: Sequence[int], now: datetime) -> int:
