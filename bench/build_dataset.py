@@ -248,7 +248,7 @@ def fabric_settings(home: Path, server: SeaweedFS):
 
     return Settings(
         home=home,
-        secret_key="bench",
+        secret_key="bench-secret-key-0123456789",
         storage_url=f"s3://{BUCKET}/{STORAGE_PREFIX}",
         s3_endpoint_url=server.endpoint_url,
         s3_access_key_id=S3_KEY,

@@ -28,6 +28,10 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 MYSQL_HOST, MYSQL_PORT, MYSQL_USER = "127.0.0.1", 3306, "root"
 
 
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
+TEST_SERVICE_TOKEN = "test-service-token-0123456789"
+
+
 def _missing_server(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: servers are required)")
@@ -243,7 +247,13 @@ def _stop_group(process: subprocess.Popen) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded defaults in a temporary FABRIC_HOME (SQLite metadata DB)."""
-    return Settings(home=tmp_path / "home", secret_key="test-secret-key", job_poll_interval=0.05)
+    return Settings(
+        home=tmp_path / "home",
+        secret_key="test-secret-key-0123456789",
+        admin_token=TEST_ADMIN_TOKEN,
+        service_token=TEST_SERVICE_TOKEN,
+        job_poll_interval=0.05,
+    )
 
 
 @pytest.fixture

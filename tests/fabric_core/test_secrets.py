@@ -40,7 +40,8 @@ def test_generated_secret_key_is_stable_and_private(tmp_path):
     second = Settings(home=tmp_path).resolved_secret_key()
     assert first == second and len(first) >= 32
     assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
-    assert Settings(home=tmp_path, secret_key="given").resolved_secret_key() == "given"
+    given = "given-key-0123456789"
+    assert Settings(home=tmp_path, secret_key=given).resolved_secret_key() == given
 
 
 def test_redact_removes_every_occurrence():

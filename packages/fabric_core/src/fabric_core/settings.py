@@ -6,7 +6,6 @@ yourself in tests) when a process starts.
 
 from __future__ import annotations
 
-import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,7 +13,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fabric_core.secret_files import checked_secret, ensure_private_dir, read_or_create_secret
+
 SECRET_KEY_FILE = "secret.key"
+ADMIN_TOKEN_FILE = "admin.token"
+SERVICE_TOKEN_FILE = "service.token"
 
 
 class Settings(BaseSettings):
@@ -28,6 +31,13 @@ class Settings(BaseSettings):
 
     secret_key: str | None = None
     """Key that encrypts connection passwords; default: generated into ``{home}/secret.key``."""
+
+    admin_token: str | None = None
+    """A bootstrap admin token for the gateway; default: generated into ``{home}/admin.token``."""
+
+    service_token: str | None = None
+    """The token the gateway, Airflow and the services present to the sync and dataset
+    services; default: generated into ``{home}/service.token`` (shared by one home's processes)."""
 
     orchestrator: Literal["local", "airflow"] = "local"
     """How jobs run: ``local`` pools inside the gateway, or ``airflow`` DAG runs."""
@@ -156,24 +166,25 @@ class Settings(BaseSettings):
         return urls[service]
 
     def ensure_home(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.home)
         self.storage_path.mkdir(parents=True, exist_ok=True)
 
     def resolved_secret_key(self) -> str:
         """The configured secret key, or the one generated into ``{home}/secret.key``."""
-        if self.secret_key:
-            return self.secret_key
-        self.ensure_home()
-        key_file = self.home / SECRET_KEY_FILE
-        if not key_file.exists():
-            # Written with O_EXCL so two processes starting together agree on one key.
-            try:
-                with key_file.open("x") as handle:
-                    handle.write(secrets.token_urlsafe(32))
-                key_file.chmod(0o600)
-            except FileExistsError:
-                pass
-        return key_file.read_text().strip()
+        return self._secret("FABRIC_SECRET_KEY", self.secret_key, SECRET_KEY_FILE)
+
+    def resolved_admin_token(self) -> str:
+        """The bootstrap admin token: configured, or generated into ``{home}/admin.token``."""
+        return self._secret("FABRIC_ADMIN_TOKEN", self.admin_token, ADMIN_TOKEN_FILE)
+
+    def resolved_service_token(self) -> str:
+        """The service token: configured, or generated into ``{home}/service.token``."""
+        return self._secret("FABRIC_SERVICE_TOKEN", self.service_token, SERVICE_TOKEN_FILE)
+
+    def _secret(self, name: str, configured: str | None, file_name: str) -> str:
+        if configured is not None:
+            return checked_secret(name, configured)
+        return read_or_create_secret(self.home / file_name)
 
 
 @lru_cache
