@@ -32,11 +32,16 @@ def running_stack(
             servers.append(serve_in_thread(create_sync(settings), port=sync_port))
         if with_dataset:
             servers.append(serve_in_thread(create_dataset(settings), port=dataset_port))
-        with TestClient(create_gateway(settings)) as client:
+        with TestClient(create_gateway(settings), headers=bearer(settings)) as client:
             yield client
     finally:
         for server in servers:
             server.stop()
+
+
+def bearer(settings: Settings, token: str | None = None) -> dict[str, str]:
+    """The Authorization header of ``token`` (default: the settings' admin token)."""
+    return {"Authorization": f"Bearer {token or settings.resolved_admin_token()}"}
 
 
 def wait_for_job(client: TestClient, job_id: str, timeout: float = 30) -> dict:

@@ -25,6 +25,7 @@ from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
 from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
+from service_helpers import bearer
 
 pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
@@ -77,7 +78,7 @@ def stack(pg_admin, s3_server, tmp_path_factory):
         wait_until_healthy(client, airflow)
         setup_airflow(settings, client)
         _wait_for_dags(client)
-        with TestClient(create_gateway(settings)) as gateway:
+        with TestClient(create_gateway(settings), headers=bearer(settings)) as gateway:
             yield {
                 "settings": settings,
                 "gateway": gateway,
@@ -283,7 +284,7 @@ def test_airflow_down_answers_503_and_fails_the_job(stack, tmp_path):
     down = stack["settings"].model_copy(update={"airflow_url": f"http://127.0.0.1:{free_port()}"})
     path = tmp_path / "x.db"
     _sqlite_source(path, 1)
-    with TestClient(create_gateway(down)) as gateway:
+    with TestClient(create_gateway(down), headers=bearer(down)) as gateway:
         connection = gateway.post(
             "/api/data-connections",
             json={"name": f"x_{uuid.uuid4().hex[:6]}", "kind": "sqlite", "database": str(path)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import MYSQL_HOST, PG_HOST, PG_USER
 from fabric_web.serving import free_port
-from service_helpers import running_stack
+from service_helpers import bearer, running_stack
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_a_secret_key_that_does_not_fit_is_a_503_that_says_what_to_do(settings):
     with running_stack(settings) as api:
         created = api.post("/api/data-connections", json=_pg_body())
         assert created.status_code == 201
-    other_key = settings.model_copy(update={"secret_key": "another-key"})
+    other_key = settings.model_copy(update={"secret_key": "another-key-0123456789"})
     with running_stack(other_key, with_sync=False, with_dataset=False) as api:
         answer = api.post(f"/api/data-connections/{created.json()['id']}/test")
     assert answer.status_code == 503
@@ -222,7 +222,9 @@ def test_a_commit_that_fails_is_an_error_answer_and_stores_nothing(settings):
     def refuse(_session):
         raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
-    with TestClient(create_app(settings), raise_server_exceptions=False) as api:
+    with TestClient(
+        create_app(settings), raise_server_exceptions=False, headers=bearer(settings)
+    ) as api:
         factory = api.app.state.runtime.session_factory
         event.listen(factory, "before_commit", refuse)
         try:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from conftest import TEST_ADMIN_TOKEN, TEST_SERVICE_TOKEN
 from fabric_core.launcher import ServiceProcesses, free_port, settings_env, start_services
 from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings
@@ -19,7 +20,9 @@ def fabric_settings(home: Path, **overrides) -> Settings:
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     values = {
         "home": home,
-        "secret_key": "test-secret-key",
+        "secret_key": "test-secret-key-0123456789",
+        "admin_token": TEST_ADMIN_TOKEN,
+        "service_token": TEST_SERVICE_TOKEN,
         "job_poll_interval": 0.05,
         "sync_url": f"http://127.0.0.1:{ports['sync_port']}",
         "dataset_url": f"http://127.0.0.1:{ports['dataset_port']}",
@@ -40,8 +43,13 @@ def fabric_processes(settings: Settings, log_dir: Path) -> Iterator[ServiceProce
         services.stop()
 
 
+ADMIN_HEADERS = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+
+
 def gateway(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=60)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=60, headers=ADMIN_HEADERS
+    )
 
 
 def job_end(api: httpx.Client, job_id: str, timeout: float = 120) -> dict:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
-from fault_helpers import fabric_processes, fabric_settings, gateway, job_end
+from fault_helpers import ADMIN_HEADERS, fabric_processes, fabric_settings, gateway, job_end
 
 CONNECTIONS, SYNCS, BUILDS = 5, 50, 10
 
@@ -62,7 +62,9 @@ def test_a_burst_of_syncs_and_builds_keeps_the_pools_and_the_gateway(tmp_path):
         stop = threading.Event()
 
         def watch_health() -> None:
-            with httpx.Client(base_url=str(api.base_url), timeout=10) as client:
+            with httpx.Client(
+                base_url=str(api.base_url), timeout=10, headers=ADMIN_HEADERS
+            ) as client:
                 while not stop.is_set():
                     started = time.perf_counter()
                     assert client.get("/health").status_code == 200
@@ -70,7 +72,9 @@ def test_a_burst_of_syncs_and_builds_keeps_the_pools_and_the_gateway(tmp_path):
                     stop.wait(0.05)
 
         def request(n: int) -> httpx.Response:
-            with httpx.Client(base_url=str(api.base_url), timeout=60) as client:
+            with httpx.Client(
+                base_url=str(api.base_url), timeout=60, headers=ADMIN_HEADERS
+            ) as client:
                 if n < SYNCS:
                     return client.post(
                         f"/api/data-connections/{connection_ids[n % CONNECTIONS]}/sync"

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from fabric_core.launcher import settings_env, start_services
 from fabric_core.polling import wait_for_job_end
-from fault_helpers import fabric_settings
+from fault_helpers import ADMIN_HEADERS, fabric_settings
 
 CLIENTS = 8
 WRITES_PER_CLIENT = 25
@@ -33,7 +33,7 @@ def test_eight_writers_and_running_syncs_get_no_5xx_and_lose_nothing(tmp_path):
     try:
         services.wait_until_ready(timeout=60)
         base = f"http://127.0.0.1:{settings.gateway_port}"
-        with httpx.Client(base_url=base, timeout=60) as api:
+        with httpx.Client(base_url=base, timeout=60, headers=ADMIN_HEADERS) as api:
             connection_ids = []
             for i in range(3):
                 _source(tmp_path / f"s{i}.db", 200)
@@ -44,7 +44,7 @@ def test_eight_writers_and_running_syncs_get_no_5xx_and_lose_nothing(tmp_path):
         confirmed: list[str] = []
 
         def writer(client_no: int) -> None:
-            with httpx.Client(base_url=base, timeout=60) as api:
+            with httpx.Client(base_url=base, timeout=60, headers=ADMIN_HEADERS) as api:
                 for n in range(WRITES_PER_CLIENT):
                     name = f"col_{client_no}_{n}"
                     answer = api.post(
@@ -71,7 +71,7 @@ def test_eight_writers_and_running_syncs_get_no_5xx_and_lose_nothing(tmp_path):
 
         assert [s for s in statuses if s >= 500] == []
         assert len(confirmed) == CLIENTS * WRITES_PER_CLIENT
-        with httpx.Client(base_url=base, timeout=60) as api:
+        with httpx.Client(base_url=base, timeout=60, headers=ADMIN_HEADERS) as api:
             stored = {u["name"]: u for u in api.get("/api/unified-columns").json()}
             assert set(confirmed) <= set(stored)
             assert all(stored[name]["description"] for name in confirmed)

@@ -155,6 +155,41 @@ class Job(Base):
     # When a service accepted the job; a second hand-over is accepted only once this is older
     # than job_handover_seconds and the job is still queued (its service died before running it).
     handed_over_at: Mapped[datetime | None]
+    # Who queued the job: the API token's id (null for the bootstrap admin token) and name.
+    requested_by_token_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ApiToken(Base):
+    """A bearer token of the gateway; only a digest of its value is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """One state-changing request, or one refused (401/403) request, at the gateway."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    token_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    token_name: Mapped[str | None] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(64))
 
 
 class UnifiedColumn(Base):

@@ -169,6 +169,7 @@ class JobPublic(BaseModel):
     error: str | None
     connection_id: int | None
     attempts: int
+    requested_by: str | None = Field(default=None, description="Name of the token that queued it.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

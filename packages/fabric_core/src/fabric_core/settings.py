@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     """The token the gateway, Airflow and the services present to the sync and dataset
     services; default: generated into ``{home}/service.token`` (shared by one home's processes)."""
 
+    rate_limit: str = "600/minute"
+    """Requests one token (or one client address without a valid token) may send to the
+    gateway's API, in the ``limits`` notation (``600/minute``, ``20/second;1000/hour``)."""
+
+    rate_limit_storage_url: str = "memory://"
+    """Where request counts live: ``memory://`` (one gateway) or ``redis://host:6379/0``
+    (gateway replicas share counts)."""
+
+    cors_origins: list[str] = Field(default_factory=list)
+    """Web origins allowed to call the API from a browser (JSON list); CORS is off when empty."""
+
     orchestrator: Literal["local", "airflow"] = "local"
     """How jobs run: ``local`` pools inside the gateway, or ``airflow`` DAG runs."""
 

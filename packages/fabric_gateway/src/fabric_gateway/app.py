@@ -11,17 +11,23 @@ from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings, get_settings
 from fabric_web.common import AppMetrics, install_common_routes, install_error_handlers
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from fabric_gateway.routers import catalog, connections, datasets, mappings
+from fabric_gateway.audit_log import install_audit_log
+from fabric_gateway.rate_limits import RateLimiter
+from fabric_gateway.routers import access, catalog, connections, datasets, mappings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = AppMetrics("gateway")
+    settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = create_runtime(settings or get_settings())
+        runtime = create_runtime(settings)
         app.state.runtime = runtime
+        app.state.admin_token = settings.resolved_admin_token()
+        app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage_url)
         orchestrator = create_orchestrator(runtime.settings, runtime.session_factory)
         app.state.orchestrator = orchestrator
         # Jobs a stopped gateway queued but never handed over are handed over again.
@@ -41,11 +47,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_audit_log(app)
+    if settings.cors_origins:
+        # Bearer tokens are never sent by a browser on its own; CORS only lets the listed
+        # origins' pages read answers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Total-Count", "X-Request-ID", "Retry-After"],
+        )
     install_common_routes(app, metrics, checks_storage=True)
     app.include_router(connections.router)
     app.include_router(catalog.router)
     app.include_router(mappings.router)
     app.include_router(datasets.router)
+    app.include_router(access.router)
 
     @app.get("/", tags=["operations"])
     def root() -> dict[str, str]:

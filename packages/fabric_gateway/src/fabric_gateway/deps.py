@@ -5,6 +5,7 @@ from typing import Annotated
 from fabric_core.job_kinds import JobKind
 from fabric_core.models import Job
 from fabric_core.orchestrators import Orchestrator
+from fabric_core.tokens import Principal
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -20,3 +21,9 @@ def hand_over(session: Session, orchestrator: Orchestrator, kind: JobKind, job: 
     """Commit the queued job, then start it: a worker must find the row when it looks."""
     session.commit()
     orchestrator.submit(kind, job.id, job.params)
+
+
+def record_requester(job: Job, principal: Principal) -> None:
+    """Write on the job which token queued it."""
+    job.requested_by_token_id = principal.token_id
+    job.requested_by = principal.name

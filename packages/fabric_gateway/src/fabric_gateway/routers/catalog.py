@@ -13,6 +13,7 @@ from fabric_core.schemas import ColumnValues, JobPublic, TableDetail
 from fabric_web.common import ReadSessionDep, RuntimeDep
 from fastapi import APIRouter, Query
 
+from fabric_gateway.auth import EDITOR, VIEWER
 from fabric_gateway.deps import OrchestratorDep
 
 log = logging.getLogger(__name__)
@@ -20,13 +21,20 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
 
-@router.get("/tables/{table_id}", response_model=TableDetail, tags=["catalog"])
+@router.get(
+    "/tables/{table_id}", response_model=TableDetail, tags=["catalog"], dependencies=[VIEWER]
+)
 def table_detail(table_id: int, session: ReadSessionDep) -> TableDetail:
     """A table with its columns."""
     return get_table(session, table_id)
 
 
-@router.get("/columns/{column_id}/values", response_model=ColumnValues, tags=["catalog"])
+@router.get(
+    "/columns/{column_id}/values",
+    response_model=ColumnValues,
+    tags=["catalog"],
+    dependencies=[EDITOR],
+)
 def values(
     column_id: int,
     session: ReadSessionDep,
@@ -43,7 +51,7 @@ def values(
     )
 
 
-@router.get("/jobs", response_model=list[JobPublic], tags=["jobs"])
+@router.get("/jobs", response_model=list[JobPublic], tags=["jobs"], dependencies=[VIEWER])
 def jobs(
     session: ReadSessionDep,
     connection_id: int | None = None,
@@ -56,7 +64,7 @@ def jobs(
     ]
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"])
+@router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"], dependencies=[VIEWER])
 def job(
     job_id: str, session: ReadSessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
 ) -> JobPublic:
@@ -69,7 +77,9 @@ def job(
     return public
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, tags=["jobs"])
+@router.post(
+    "/jobs/{job_id}/cancel", response_model=JobPublic, tags=["jobs"], dependencies=[EDITOR]
+)
 def cancel(job_id: str, runtime: RuntimeDep, orchestrator: OrchestratorDep) -> JobPublic:
     """Cancel a queued or running job: its DAG run is stopped and its service stops the work
     at the next batch boundary, removing what a dataset build wrote."""

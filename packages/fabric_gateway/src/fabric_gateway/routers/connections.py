@@ -17,32 +17,36 @@ from fabric_core.sync_jobs import queue_sync
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fastapi import APIRouter, Response
 
-from fabric_gateway.deps import OrchestratorDep, hand_over
+from fabric_gateway.audit_log import AuditNoteDep
+from fabric_gateway.auth import ADMIN, EDITOR, VIEWER, PrincipalDep
+from fabric_gateway.deps import OrchestratorDep, hand_over, record_requester
 
 router = APIRouter(prefix="/api/data-connections", tags=["data connections"])
 
 
-@router.post("", status_code=201, response_model=ConnectionPublic)
+@router.post("", status_code=201, response_model=ConnectionPublic, dependencies=[ADMIN])
 def create_connection(
-    body: ConnectionCreate, session: SessionDep, runtime: RuntimeDep
+    body: ConnectionCreate, session: SessionDep, runtime: RuntimeDep, note: AuditNoteDep
 ) -> ConnectionPublic:
     """Register a data connection (the password is stored encrypted, never returned)."""
-    return connections.to_public(connections.create_connection(session, body, runtime.box))
+    connection = connections.create_connection(session, body, runtime.box)
+    note.object_id = str(connection.id)
+    return connections.to_public(connection)
 
 
-@router.get("", response_model=list[ConnectionPublic])
+@router.get("", response_model=list[ConnectionPublic], dependencies=[VIEWER])
 def list_connections(session: ReadSessionDep) -> list[ConnectionPublic]:
     """All registered data connections."""
     return [connections.to_public(c) for c in connections.list_connections(session)]
 
 
-@router.get("/{connection_id}", response_model=ConnectionPublic)
+@router.get("/{connection_id}", response_model=ConnectionPublic, dependencies=[VIEWER])
 def get_connection(connection_id: int, session: ReadSessionDep) -> ConnectionPublic:
     """One data connection."""
     return connections.to_public(connections.get_connection(session, connection_id))
 
 
-@router.patch("/{connection_id}", response_model=ConnectionPublic)
+@router.patch("/{connection_id}", response_model=ConnectionPublic, dependencies=[ADMIN])
 def update_connection(
     connection_id: int, body: ConnectionUpdate, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionPublic:
@@ -51,14 +55,14 @@ def update_connection(
     return connections.to_public(connection)
 
 
-@router.delete("/{connection_id}", status_code=204)
+@router.delete("/{connection_id}", status_code=204, dependencies=[ADMIN])
 def delete_connection(connection_id: int, session: SessionDep) -> Response:
     """Remove a data connection and its catalog."""
     connections.delete_connection(session, connection_id)
     return Response(status_code=204)
 
 
-@router.post("/{connection_id}/test", response_model=ConnectionCheck)
+@router.post("/{connection_id}/test", response_model=ConnectionCheck, dependencies=[ADMIN])
 def test_connection(
     connection_id: int, session: ReadSessionDep, runtime: RuntimeDep
 ) -> ConnectionCheck:
@@ -69,12 +73,20 @@ def test_connection(
     return result
 
 
-@router.post("/{connection_id}/sync", status_code=202, response_model=SyncQueued)
+@router.post(
+    "/{connection_id}/sync", status_code=202, response_model=SyncQueued, dependencies=[EDITOR]
+)
 def sync_connection(
-    connection_id: int, session: SessionDep, orchestrator: OrchestratorDep
+    connection_id: int,
+    session: SessionDep,
+    orchestrator: OrchestratorDep,
+    principal: PrincipalDep,
+    note: AuditNoteDep,
 ) -> SyncQueued:
     """Queue a metadata sync of the connection's catalog."""
     job, connection = queue_sync(session, connection_id, orchestrator=orchestrator.name)
+    record_requester(job, principal)
+    note.object_id = job.id
     hand_over(session, orchestrator, SYNC, job)
     return SyncQueued(
         message=f"Metadata synchronization for connection '{connection.name}' has been queued",
@@ -86,7 +98,7 @@ def sync_connection(
     )
 
 
-@router.get("/{connection_id}/tables", response_model=list[TablePublic])
+@router.get("/{connection_id}/tables", response_model=list[TablePublic], dependencies=[VIEWER])
 def connection_tables(
     connection_id: int, session: ReadSessionDep, include_removed: bool = True
 ) -> list[TablePublic]:

@@ -18,17 +18,26 @@ from fabric_core.schemas import (
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fastapi import APIRouter, Query, Response
 
-from fabric_gateway.deps import OrchestratorDep, hand_over
+from fabric_gateway.audit_log import AuditNoteDep
+from fabric_gateway.auth import EDITOR, VIEWER, PrincipalDep
+from fabric_gateway.deps import OrchestratorDep, hand_over, record_requester
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
 
-@router.post("/unified", status_code=202, response_model=DatasetQueued)
+@router.post("/unified", status_code=202, response_model=DatasetQueued, dependencies=[EDITOR])
 def create_unified_dataset(
-    body: DatasetRequest, session: SessionDep, runtime: RuntimeDep, orchestrator: OrchestratorDep
+    body: DatasetRequest,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    orchestrator: OrchestratorDep,
+    principal: PrincipalDep,
+    note: AuditNoteDep,
 ) -> DatasetQueued:
     """Queue the build of a unified dataset (a new version if the name exists)."""
     job, plan = queue_dataset(session, body, runtime.box, orchestrator=orchestrator.name)
+    record_requester(job, principal)
+    note.object_id = job.id
     hand_over(session, orchestrator, DATASET, job)
     return DatasetQueued(
         message=f"Dataset creation for '{body.name}' has been queued",
@@ -42,7 +51,7 @@ def create_unified_dataset(
     )
 
 
-@router.post("/unified/preview", response_model=DatasetPreview)
+@router.post("/unified/preview", response_model=DatasetPreview, dependencies=[EDITOR])
 def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) -> DatasetPreview:
     """The first rows the request would produce (default 100, at most 1,000); nothing written."""
     with ServiceClient(DATASET.service_url(runtime.settings), timeout=120) as client:
@@ -50,19 +59,19 @@ def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) ->
     return DatasetPreview(**answer)
 
 
-@router.get("", response_model=list[DatasetPublic])
+@router.get("", response_model=list[DatasetPublic], dependencies=[VIEWER])
 def list_datasets(session: ReadSessionDep) -> list[DatasetPublic]:
     """All datasets with their complete versions."""
     return service.list_datasets(session)
 
 
-@router.get("/{name}", response_model=DatasetPublic)
+@router.get("/{name}", response_model=DatasetPublic, dependencies=[VIEWER])
 def get_dataset(name: str, session: ReadSessionDep) -> DatasetPublic:
     """A dataset: status, current version, location, row count, columns, versions."""
     return service.dataset_public(session, service.get_dataset(session, name))
 
 
-@router.get("/{name}/rows", response_model=DatasetPreview)
+@router.get("/{name}/rows", response_model=DatasetPreview, dependencies=[VIEWER])
 def read_dataset_rows(
     name: str,
     session: ReadSessionDep,
@@ -82,7 +91,7 @@ def read_dataset_rows(
     )
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, dependencies=[EDITOR])
 def delete_dataset(name: str, session: SessionDep, runtime: RuntimeDep) -> Response:
     """Delete a dataset and every version's files."""
     service.delete_dataset(session, runtime.storage, name)

@@ -15,17 +15,25 @@ from fabric_core.schemas import (
 from fabric_web.common import ReadSessionDep, SessionDep
 from fastapi import APIRouter, Response
 
+from fabric_gateway.audit_log import AuditNoteDep
+from fabric_gateway.auth import EDITOR, VIEWER
+
 router = APIRouter(prefix="/api", tags=["mappings"])
 
 
-@router.post("/unified-columns", status_code=201, response_model=UnifiedColumnPublic)
-def create_unified_column(body: UnifiedColumnCreate, session: SessionDep) -> UnifiedColumnPublic:
+@router.post(
+    "/unified-columns", status_code=201, response_model=UnifiedColumnPublic, dependencies=[EDITOR]
+)
+def create_unified_column(
+    body: UnifiedColumnCreate, session: SessionDep, note: AuditNoteDep
+) -> UnifiedColumnPublic:
     """Define a unified column (a name and logical type shared across sources)."""
     unified = mapping.create_unified_column(session, body)
+    note.object_id = str(unified.id)
     return mapping.unified_column_public(session, unified)
 
 
-@router.get("/unified-columns", response_model=list[UnifiedColumnPublic])
+@router.get("/unified-columns", response_model=list[UnifiedColumnPublic], dependencies=[VIEWER])
 def list_unified_columns(session: ReadSessionDep) -> list[UnifiedColumnPublic]:
     """All unified columns, by name."""
     return [
@@ -33,14 +41,22 @@ def list_unified_columns(session: ReadSessionDep) -> list[UnifiedColumnPublic]:
     ]
 
 
-@router.get("/unified-columns/{unified_column_id}", response_model=UnifiedColumnPublic)
+@router.get(
+    "/unified-columns/{unified_column_id}",
+    response_model=UnifiedColumnPublic,
+    dependencies=[VIEWER],
+)
 def get_unified_column(unified_column_id: int, session: ReadSessionDep) -> UnifiedColumnPublic:
     """One unified column."""
     unified = mapping.get_unified_column(session, unified_column_id)
     return mapping.unified_column_public(session, unified)
 
 
-@router.patch("/unified-columns/{unified_column_id}", response_model=UnifiedColumnPublic)
+@router.patch(
+    "/unified-columns/{unified_column_id}",
+    response_model=UnifiedColumnPublic,
+    dependencies=[EDITOR],
+)
 def update_unified_column(
     unified_column_id: int, body: UnifiedColumnUpdate, session: SessionDep
 ) -> UnifiedColumnPublic:
@@ -49,20 +65,26 @@ def update_unified_column(
     return mapping.unified_column_public(session, unified)
 
 
-@router.delete("/unified-columns/{unified_column_id}", status_code=204)
+@router.delete("/unified-columns/{unified_column_id}", status_code=204, dependencies=[EDITOR])
 def delete_unified_column(unified_column_id: int, session: SessionDep) -> Response:
     """Delete a unified column and the column mappings to it."""
     mapping.delete_unified_column(session, unified_column_id)
     return Response(status_code=204)
 
 
-@router.post("/column-mappings", status_code=201, response_model=ColumnMappingPublic)
-def create_column_mapping(body: ColumnMappingCreate, session: SessionDep) -> ColumnMappingPublic:
+@router.post(
+    "/column-mappings", status_code=201, response_model=ColumnMappingPublic, dependencies=[EDITOR]
+)
+def create_column_mapping(
+    body: ColumnMappingCreate, session: SessionDep, note: AuditNoteDep
+) -> ColumnMappingPublic:
     """Map a source column to a unified column (a source column maps to at most one)."""
-    return mapping.create_column_mapping(session, body)
+    created = mapping.create_column_mapping(session, body)
+    note.object_id = str(created.id)
+    return created
 
 
-@router.get("/column-mappings", response_model=list[ColumnMappingPublic])
+@router.get("/column-mappings", response_model=list[ColumnMappingPublic], dependencies=[VIEWER])
 def list_column_mappings(
     session: ReadSessionDep,
     unified_column_id: int | None = None,
@@ -75,13 +97,15 @@ def list_column_mappings(
     )
 
 
-@router.get("/column-mappings/{mapping_id}", response_model=ColumnMappingPublic)
+@router.get(
+    "/column-mappings/{mapping_id}", response_model=ColumnMappingPublic, dependencies=[VIEWER]
+)
 def get_column_mapping(mapping_id: int, session: ReadSessionDep) -> ColumnMappingPublic:
     """One column mapping."""
     return mapping.get_column_mapping(session, mapping_id)
 
 
-@router.delete("/column-mappings/{mapping_id}", status_code=204)
+@router.delete("/column-mappings/{mapping_id}", status_code=204, dependencies=[EDITOR])
 def delete_column_mapping(mapping_id: int, session: SessionDep) -> Response:
     """Remove a column mapping."""
     mapping.delete_column_mapping(session, mapping_id)
@@ -92,17 +116,19 @@ def delete_column_mapping(mapping_id: int, session: SessionDep) -> Response:
     "/value-mappings",
     status_code=201,
     response_model=ValueMappingPublic | list[ValueMappingPublic],
+    dependencies=[EDITOR],
 )
 def create_value_mappings(
-    body: ValueMappingCreate, session: SessionDep
+    body: ValueMappingCreate, session: SessionDep, note: AuditNoteDep
 ) -> ValueMappingPublic | list[ValueMappingPublic]:
     """Map a code of a source column to its meaning; ``mappings`` adds many at once."""
     created = mapping.create_value_mappings(session, body)
     public = [ValueMappingPublic.model_validate(m) for m in created]
+    note.object_id = ",".join(str(m.id) for m in public)
     return public if body.mappings is not None else public[0]
 
 
-@router.get("/value-mappings", response_model=list[ValueMappingPublic])
+@router.get("/value-mappings", response_model=list[ValueMappingPublic], dependencies=[VIEWER])
 def list_value_mappings(
     session: ReadSessionDep, column_id: int | None = None
 ) -> list[ValueMappingPublic]:
@@ -113,7 +139,7 @@ def list_value_mappings(
     ]
 
 
-@router.delete("/value-mappings/{value_mapping_id}", status_code=204)
+@router.delete("/value-mappings/{value_mapping_id}", status_code=204, dependencies=[EDITOR])
 def delete_value_mapping(value_mapping_id: int, session: SessionDep) -> Response:
     """Remove a value mapping."""
     mapping.delete_value_mapping(session, value_mapping_id)
