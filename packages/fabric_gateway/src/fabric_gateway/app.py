@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fabric_gateway.audit_log import install_audit_log
+from fabric_gateway.auth import install_authentication
 from fabric_gateway.rate_limits import RateLimiter
 from fabric_gateway.routers import access, catalog, connections, datasets, mappings
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_authentication(app)  # inside the audit log, which records its refusals
     install_audit_log(app)
     if settings.cors_origins:
         # Bearer tokens are never sent by a browser on its own; CORS only lets the listed

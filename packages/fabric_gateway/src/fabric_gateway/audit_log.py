@@ -12,6 +12,7 @@ from fabric_core.runtime import Runtime
 from fabric_core.tokens import Principal
 from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Match
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,25 @@ def install_audit_log(app: FastAPI) -> None:
         return response
 
 
+def _route(request: Request) -> tuple[BaseRoute | None, dict]:
+    """The route that served the request, or would have (authentication refuses before
+    routing)."""
+    if (route := request.scope.get("route")) is not None:
+        return route, request.scope.get("path_params", {})
+    for candidate in request.app.router.routes:
+        match, child_scope = candidate.matches(request.scope)
+        if match is Match.FULL:
+            return candidate, child_scope.get("path_params", {})
+    return None, {}
+
+
 def _event(request: Request, status: int, request_id: str) -> AuditEvent | None:
-    route = request.scope.get("route")
+    route, path_params = _route(request)
     if route is None:
         return None  # no such route: nothing to act on
     principal: Principal | None = getattr(request.state, "principal", None)
     note: AuditNote | None = getattr(request.state, "audit_note", None)
-    path_ids = [str(value) for value in request.scope.get("path_params", {}).values()]
+    path_ids = [str(value) for value in path_params.values()]
     object_id = (note.object_id if note else None) or "/".join(path_ids) or None
     return AuditEvent(
         token_id=principal.token_id if principal else None,

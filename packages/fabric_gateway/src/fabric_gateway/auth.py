@@ -1,17 +1,23 @@
-"""Who is calling: bearer tokens, roles, and the rate limit that comes with them."""
+"""Who is calling: bearer tokens, roles, and the rate limit that comes with them.
+
+Every ``/api`` request is authenticated before its body is read or its route runs (a
+middleware); each route then names the role it needs (``dependencies=[VIEWER]`` and so on).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fabric_core import tokens
+from fabric_core.runtime import Runtime
 from fabric_core.tokens import Principal, Role
-from fabric_web.common import RuntimeDep
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from fabric_gateway.rate_limits import RateLimiter
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+API_PREFIX = "/api"
 _MAX_TOKEN_LENGTH = 256
 
 
@@ -27,43 +33,71 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limit(request: Request, key: str) -> None:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    if (retry_after := limiter.retry_after(key)) is not None:
-        raise HTTPException(
-            status_code=429,
-            detail=f"Too many requests; retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
-        )
+def _lookup(runtime: Runtime, value: str, admin_token: str) -> Principal | None:
+    with runtime.read_session_factory() as session:
+        return tokens.authenticate(session, value, bootstrap_admin=admin_token)
 
 
-def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
-    """The caller's principal; 401 without a valid token, 429 over the rate limit."""
-    request.state.principal = None
-    value = _presented_token(request)
-    principal = None
-    if value is not None:
-        with runtime.read_session_factory() as session:
-            principal = tokens.authenticate(
-                session, value, bootstrap_admin=request.app.state.admin_token
+def _too_many(retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"Too many requests; retry in {retry_after} s."},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def install_authentication(app: FastAPI) -> None:
+    """Refuse ``/api`` requests without a valid token (401) or over the rate limit (429)."""
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next):
+        request.state.principal = None
+        if not _is_api(request.url.path):
+            return await call_next(request)
+        limiter: RateLimiter = request.app.state.rate_limiter
+        value = _presented_token(request)
+        principal = None
+        if value is not None:
+            principal = await run_in_threadpool(
+                _lookup, request.app.state.runtime, value, request.app.state.admin_token
             )
-    if principal is None:
-        # Counted per address: guessing tokens is slowed like any other anonymous traffic.
-        _limit(request, f"client:{_client_address(request)}")
-        raise HTTPException(
-            status_code=401,
-            detail="A valid API token is required: send 'Authorization: Bearer <token>'.",
-            headers=_CHALLENGE,
-        )
-    request.state.principal = principal
-    _limit(request, f"token:{principal.token_id or principal.name}")
+        if principal is None:
+            # Counted per address: guessing tokens is slowed like other anonymous traffic.
+            retry_after = limiter.retry_after(f"client:{_client_address(request)}")
+            if retry_after is not None:
+                return _too_many(retry_after)
+            return JSONResponse(
+                {"detail": "A valid API token is required: send 'Authorization: Bearer <token>'."},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        # Keyed by the token's digest: the same on every replica, whatever its id.
+        retry_after = limiter.retry_after(f"token:{tokens.digest(value)[:32]}")
+        if retry_after is not None:
+            return _too_many(retry_after)
+        request.state.principal = principal
+        return await call_next(request)
+
+
+def _is_api(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller, as the authentication middleware found it."""
+    principal = request.state.principal
+    if principal is None:  # a route outside /api asked for a role: a wiring error
+        raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def require(role: Role):
     """A dependency that lets through callers whose role includes ``role`` (else 403)."""
 
-    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    def check(principal: PrincipalDep) -> Principal:
         if not principal.role.includes(role):
             raise HTTPException(
                 status_code=403,
@@ -79,11 +113,3 @@ def require(role: Role):
 VIEWER = Depends(require(Role.VIEWER))
 EDITOR = Depends(require(Role.EDITOR))
 ADMIN = Depends(require(Role.ADMIN))
-
-
-def current_principal(request: Request) -> Principal:
-    """The principal ``authenticate`` put on the request (routes guarded by a role only)."""
-    return request.state.principal
-
-
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
