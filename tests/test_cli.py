@@ -51,7 +51,7 @@ def test_db_upgrade_on_postgresql(tmp_path, pg_database):
     env = _env(tmp_path, FABRIC_DATABASE_URL=url)
     result = subprocess.run([*FABRIC, "db", "upgrade"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "at revision 0004" in result.stdout
+    assert "at revision 0005" in result.stdout
 
 
 def test_db_upgrade_reports_an_unreachable_database(tmp_path):
@@ -83,7 +83,10 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
             time.sleep(0.3)
         assert healthy == {"GATEWAY": 200, "SYNC": 200, "DATASET": 200}
         gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
-        assert httpx.get(f"{gateway}/api/data-connections").json() == []
+        assert httpx.get(f"{gateway}/api/data-connections").status_code == 401
+        token = (tmp_path / "home" / "admin.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{gateway}/api/data-connections", headers=headers).json() == []
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -92,6 +95,42 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
             process.wait()
     assert process.returncode == 0, output
     assert "Fabric is up" in output
+    assert f"admin token in {(tmp_path / 'home' / 'admin.token').resolve()}" in output
     for port in ports.values():
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health")
+
+
+def test_token_commands_create_list_and_revoke(tmp_path):
+    env = _env(tmp_path / "home")
+
+    def fabric(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*FABRIC, *args], env=env, capture_output=True, text=True)
+
+    created = fabric("token", "create", "--name", "ci bot", "--role", "editor")
+    assert created.returncode == 0, created.stderr
+    value = created.stdout.strip().splitlines()[-1]
+    assert value.startswith("fabric_") and "'ci bot' (editor)" in created.stdout
+    listed = fabric("token", "list")
+    assert "editor" in listed.stdout and "ci bot" in listed.stdout and value not in listed.stdout
+    assert "active" in listed.stdout
+
+    from fabric_core.runtime import create_runtime
+    from fabric_core.settings import Settings
+    from fabric_core.tokens import authenticate
+
+    runtime = create_runtime(Settings(home=tmp_path / "home"))
+    try:
+        with runtime.session_factory() as session:
+            assert authenticate(session, value, bootstrap_admin="x" * 20).role == "editor"
+        assert fabric("token", "revoke", "1").returncode == 0
+        with runtime.session_factory() as session:
+            assert authenticate(session, value, bootstrap_admin="x" * 20) is None
+    finally:
+        runtime.close()
+    assert "revoked" in fabric("token", "list").stdout
+
+    wrong_role = fabric("token", "create", "--name", "x", "--role", "root")
+    assert wrong_role.returncode == 1 and "Unknown role" in wrong_role.stderr
+    missing = fabric("token", "revoke", "99")
+    assert missing.returncode == 1 and "not found" in missing.stderr

@@ -17,13 +17,15 @@ from fabric_core.demo_run import run_demo
 from fabric_core.errors import FabricError, ServiceUnavailableError
 from fabric_core.launcher import ServiceProcesses, missing_services, start_services
 from fabric_core.migrate import current_revision, upgrade_database
-from fabric_core.settings import Settings, get_settings
+from fabric_core.settings import ADMIN_TOKEN_FILE, Settings, get_settings
+from fabric_core.token_cli import token_app
 
 app = typer.Typer(help="Fabric: one catalog and unified datasets over your data connections.")
 db_app = typer.Typer(help="The metadata database.")
 app.add_typer(db_app, name="db")
 airflow_app = typer.Typer(help="Apache Airflow as the orchestrator.")
 app.add_typer(airflow_app, name="airflow")
+app.add_typer(token_app, name="token")
 
 
 def fail(message: str) -> typer.Exit:
@@ -73,7 +75,17 @@ def up(
     if missing := missing_services():
         raise fail(f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)")
     db_upgrade("head")
-    settings.resolved_secret_key()  # one key, made before three processes look for it
+    try:
+        # Secrets are made once, before three processes look for them.
+        settings.resolved_secret_key()
+        settings.resolved_admin_token()
+    except FabricError as exc:
+        raise fail(exc.message) from None
+    if settings.admin_token is None:
+        typer.echo(f"admin token in {(settings.home / ADMIN_TOKEN_FILE).resolve()} (send it as")
+        typer.echo("  Authorization: Bearer <token>; `fabric token create` makes more)")
+    else:
+        typer.echo("admin token: the value of FABRIC_ADMIN_TOKEN")
     env = {**os.environ, "FABRIC_AUTO_MIGRATE": "false"}
     airflow = None
     if with_airflow:

@@ -31,7 +31,9 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         upgrade_database(engine)
     finally:
         engine.dispose()
-    settings.resolved_secret_key()  # one key, made before three processes look for it
+    # Secrets are made once, before three processes look for them.
+    settings.resolved_secret_key()
+    admin_token = settings.resolved_admin_token()
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     settings = settings.model_copy(
         update={
@@ -59,7 +61,10 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
             f"dataset {settings.resolved_dataset_url}"
         )
         with httpx.Client(
-            base_url=gateway_url, timeout=60, event_hooks={"response": [_refuse_errors]}
+            base_url=gateway_url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {admin_token}"},
+            event_hooks={"response": [_refuse_errors]},
         ) as api:
             tables = _register_sync_and_browse(api, sources, echo)
             _map_and_build(api, tables, echo)
