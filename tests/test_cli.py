@@ -62,12 +62,21 @@ def test_db_upgrade_reports_an_unreachable_database(tmp_path):
     assert "migration failed" in result.stderr and "Traceback" not in result.stderr
 
 
+def _readme_curl_start() -> str:
+    """The README's curl session up to its first token creation (the auth header and a token)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    session = readme.split('auth="Authorization', 1)[1].split("# register a source", 1)[0]
+    return 'auth="Authorization' + session
+
+
 def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
     ports = {name: free_port() for name in ("GATEWAY", "SYNC", "DATASET")}
-    env = _env(tmp_path / "home", **{f"FABRIC_{n}_PORT": str(p) for n, p in ports.items()})
+    env = _env(tmp_path / "unused", **{f"FABRIC_{n}_PORT": str(p) for n, p in ports.items()})
+    del env["FABRIC_HOME"]  # the default ./.fabric, as the README's curl session expects
     process = subprocess.Popen(
         [*FABRIC, "up"],
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -84,9 +93,14 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
         assert healthy == {"GATEWAY": 200, "SYNC": 200, "DATASET": 200}
         gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
         assert httpx.get(f"{gateway}/api/data-connections").status_code == 401
-        token = (tmp_path / "home" / "admin.token").read_text().strip()
+        token = (tmp_path / ".fabric" / "admin.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{gateway}/api/data-connections", headers=headers).json() == []
+        script = _readme_curl_start().replace("localhost:8004", gateway)
+        created = subprocess.run(
+            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        assert '"role":"viewer"' in created.stdout and '"token":"fabric_' in created.stdout
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -95,7 +109,7 @@ def test_up_serves_every_service_and_stops_on_sigterm(tmp_path):
             process.wait()
     assert process.returncode == 0, output
     assert "Fabric is up" in output
-    assert f"admin token in {(tmp_path / 'home' / 'admin.token').resolve()}" in output
+    assert f"admin token in {(tmp_path / '.fabric' / 'admin.token').resolve()}" in output
     for port in ports.values():
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health")
