@@ -230,7 +230,7 @@ class SyncQueued(BaseModel):
 # Plain strings in JSON; the one vocabulary is LogicalType.
 LogicalTypeName = LogicalType
 SAFE_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
-MAX_VALUE_CHARS = 4000
+MAX_VALUE_CHARS = 1024  # the source_value column's length
 MAX_VALUE_MAPPINGS = 10_000
 ScalarValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool
 
