@@ -40,7 +40,7 @@ def tables_by_name(runtime: Runtime, connection_id: int) -> dict[tuple[str, str]
     with runtime.session_factory() as session:
         return {
             (table.schema_, table.name): get_table(session, table.id)
-            for table in list_tables(session, connection_id)
+            for table in list_tables(session, connection_id).items
         }
 
 

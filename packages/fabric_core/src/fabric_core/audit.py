@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from fabric_core.models import AuditEvent
+from fabric_core.paging import Page, Paged
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,7 @@ class AuditFilter:
         return query
 
 
-def list_events(
-    session: Session, where: AuditFilter, *, limit: int, offset: int
-) -> tuple[list[AuditEvent], int]:
+def list_events(session: Session, where: AuditFilter, page: Page) -> Paged[AuditEvent]:
     """Matching events, newest first, and how many match in all."""
-    total = session.scalar(where.apply(select(func.count()).select_from(AuditEvent))) or 0
     query = where.apply(select(AuditEvent)).order_by(AuditEvent.id.desc())
-    return list(session.scalars(query.limit(limit).offset(offset))), total
+    return Paged(page.scalars(session, query), page.total(session, query))

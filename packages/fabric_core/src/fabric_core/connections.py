@@ -15,6 +15,7 @@ from fabric_core.crypto import SecretBox
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.jobs import active_job_count
 from fabric_core.models import Connection
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import ConnectionCreate, ConnectionPublic, ConnectionUpdate
 
 # Location fields stored in columns of their own; the others live in ``settings`` (JSON).
@@ -109,8 +110,9 @@ def get_connection(session: Session, connection_id: int) -> Connection:
     return connection
 
 
-def list_connections(session: Session) -> list[Connection]:
-    return list(session.scalars(select(Connection).order_by(Connection.id)))
+def list_connections(session: Session, page: Page = Page()) -> Paged[Connection]:
+    query = select(Connection).order_by(Connection.id)
+    return Paged(page.scalars(session, query), page.total(session, query))
 
 
 def update_connection(

@@ -18,6 +18,7 @@ from fabric_core.db import READ_ONLY
 from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.models import Job, utcnow
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
@@ -179,11 +180,14 @@ def finish_job(
         return end_job(session, job_id, status=status, stats=stats, error=error)
 
 
-def list_jobs(session: Session, *, connection_id: int | None = None, limit: int = 100) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def list_jobs(
+    session: Session, *, connection_id: int | None = None, page: Page = Page()
+) -> Paged[Job]:
+    """Jobs, newest first."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id)
     if connection_id is not None:
         query = query.where(Job.connection_id == connection_id)
-    return list(session.scalars(query))
+    return Paged(page.scalars(session, query), page.total(session, query))
 
 
 def active_job_count(session: Session, connection_id: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from fabric_core.models import (
     UnifiedColumn,
     ValueMapping,
 )
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import (
     ColumnMappingCreate,
     ColumnMappingPublic,
@@ -58,8 +59,23 @@ def create_unified_column(session: Session, data: UnifiedColumnCreate) -> Unifie
     return unified
 
 
-def list_unified_columns(session: Session) -> list[UnifiedColumn]:
-    return list(session.scalars(select(UnifiedColumn).order_by(UnifiedColumn.name)))
+def list_unified_columns(session: Session, page: Page = Page()) -> Paged[UnifiedColumnPublic]:
+    """Unified columns by name, each with its mapping count (one query, not one per column)."""
+    counts = (
+        select(ColumnMapping.unified_column_id, func.count().label("mapped"))
+        .group_by(ColumnMapping.unified_column_id)
+        .subquery()
+    )
+    query = (
+        select(UnifiedColumn, func.coalesce(counts.c.mapped, 0))
+        .outerjoin(counts, counts.c.unified_column_id == UnifiedColumn.id)
+        .order_by(UnifiedColumn.name)
+    )
+    items = [
+        UnifiedColumnPublic.model_validate(unified).model_copy(update={"mapped_columns": mapped})
+        for unified, mapped in page.rows(session, query)
+    ]
+    return Paged(items, page.total(session, select(UnifiedColumn)))
 
 
 def update_unified_column(
@@ -145,16 +161,19 @@ def list_column_mappings(
     unified_column_id: int | None = None,
     connection_id: int | None = None,
     stale: bool | None = None,
-) -> list[ColumnMappingPublic]:
+    page: Page = Page(),
+) -> Paged[ColumnMappingPublic]:
     query = _MAPPING_QUERY.order_by(ColumnMapping.id)
     if unified_column_id is not None:
         query = query.where(ColumnMapping.unified_column_id == unified_column_id)
     if connection_id is not None:
         query = query.where(CatalogTable.connection_id == connection_id)
-    mappings = [_mapping_public(row) for row in session.execute(query)]
     if stale is not None:
-        mappings = [m for m in mappings if m.stale == stale]
-    return mappings
+        # In SQL, not after the fact, so that pages and the total count the same rows.
+        removed = or_(CatalogColumn.removed_at.is_not(None), CatalogTable.removed_at.is_not(None))
+        query = query.where(removed if stale else ~removed)
+    mappings = [_mapping_public(row) for row in page.rows(session, query)]
+    return Paged(mappings, page.total(session, query))
 
 
 def delete_column_mapping(session: Session, mapping_id: int) -> None:
@@ -176,9 +195,9 @@ def create_value_mappings(session: Session, data: ValueMappingCreate) -> list[Va
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     sources = [source for source, _ in pairs]
-    if len(set(sources)) != len(sources):
-        duplicates = sorted({s for s in sources if sources.count(s) > 1})[:5]
-        raise InvalidInputError(f"source values repeated in the request: {duplicates}")
+    duplicates = repeated(sources)
+    if duplicates:
+        raise InvalidInputError(f"source values repeated in the request: {duplicates[:5]}")
     existing = _existing_sources(session, data.column_id, sources)
     if existing:
         raise ConflictError(
@@ -191,6 +210,17 @@ def create_value_mappings(session: Session, data: ValueMappingCreate) -> list[Va
     session.add_all(mappings)
     _flush_or_conflict(session, f"Column {data.column_id} already maps one of these values.")
     return mappings
+
+
+def repeated(values: list[str]) -> list[str]:
+    """The values that occur more than once, sorted; one pass over a hash set (linear)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for value in values:
+        if value in seen:
+            twice.add(value)
+        seen.add(value)
+    return sorted(twice)
 
 
 def _existing_sources(session: Session, column_id: int, sources: list[str]) -> set[str]:
@@ -207,11 +237,13 @@ def _existing_sources(session: Session, column_id: int, sources: list[str]) -> s
     return existing
 
 
-def list_value_mappings(session: Session, *, column_id: int | None = None) -> list[ValueMapping]:
+def list_value_mappings(
+    session: Session, *, column_id: int | None = None, page: Page = Page()
+) -> Paged[ValueMapping]:
     query = select(ValueMapping).order_by(ValueMapping.column_id, ValueMapping.id)
     if column_id is not None:
         query = query.where(ValueMapping.column_id == column_id)
-    return list(session.scalars(query))
+    return Paged(page.scalars(session, query), page.total(session, query))
 
 
 def delete_value_mapping(session: Session, value_mapping_id: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,19 +16,37 @@ JobStatus = Literal["queued", "running", "success", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
 
 
-class ConnectionOptions(BaseModel):
+class RequestBody(BaseModel):
+    """What every request body shares: unknown fields are refused (a typo does not pass
+    silently) and floats must be finite (``1e999`` parses as infinity)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# User-supplied glob patterns are bounded in length and count: matching one (fnmatch, whose
+# translation makes each ``*`` an atomic group, so it never backtracks across stars) costs at
+# most the pattern's length times the name's, and a filter at most MAX_PATTERNS of those.
+MAX_PATTERNS = 100
+MAX_PATTERN_CHARS = 256
+GlobPattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)]
+GlobPatterns = Annotated[list[GlobPattern], Field(max_length=MAX_PATTERNS)]
+
+
+class ConnectionOptions(RequestBody):
     """Options of the database kinds; unknown keys are refused so a typo does not pass
     silently. Each kind's connector names its options model (``options_model``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    include_schemas: list[str] | None = Field(
+    include_schemas: GlobPatterns | None = Field(
         default=None, description="Glob patterns of schemas to harvest (default: all)."
     )
-    exclude_schemas: list[str] | None = Field(
+    exclude_schemas: GlobPatterns | None = Field(
         default=None, description="Glob patterns of schemas to leave out."
     )
-    sslmode: str | None = Field(default=None, description="PostgreSQL sslmode.")
+    sslmode: str | None = Field(default=None, max_length=32, description="PostgreSQL sslmode.")
+
+
+# Options are checked by the kind's options model; this bounds what reaches it.
+MAX_OPTIONS = 20
 
 
 def _no_nul(value: Any) -> Any:
@@ -60,9 +78,7 @@ class ConnectionBase(BaseModel):
     access_key_id: str | None = Field(default=None, max_length=255)
 
 
-class ConnectionCreate(ConnectionBase):
-    model_config = ConfigDict(extra="forbid")
-
+class ConnectionCreate(ConnectionBase, RequestBody):
     name: str = Field(min_length=1, max_length=200)
     kind: ConnectionKind
     password: str | None = Field(default=None, max_length=1024)
@@ -70,7 +86,9 @@ class ConnectionCreate(ConnectionBase):
         default=None, max_length=1024, description="s3: stored encrypted, never returned."
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="The kind's options; unknown keys are refused."
+        default_factory=dict,
+        max_length=MAX_OPTIONS,
+        description="The kind's options; unknown keys are refused.",
     )
 
     @field_validator("name")
@@ -82,16 +100,14 @@ class ConnectionCreate(ConnectionBase):
         return value
 
 
-class ConnectionUpdate(ConnectionBase):
+class ConnectionUpdate(ConnectionBase, RequestBody):
     """Fields to change; those left out stay as they are (send null to clear one)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     kind: ConnectionKind | None = None
     password: str | None = Field(default=None, max_length=1024)
     secret_access_key: str | None = Field(default=None, max_length=1024)
-    options: dict[str, Any] | None = None
+    options: dict[str, Any] | None = Field(default=None, max_length=MAX_OPTIONS)
 
 
 class ConnectionPublic(ConnectionBase):
@@ -179,10 +195,8 @@ class JobPublic(BaseModel):
     )
 
 
-class SyncParams(BaseModel):
+class SyncParams(RequestBody):
     """What a sync job works on (the job row's ``params``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     connection_id: int
 
@@ -217,7 +231,9 @@ class SyncQueued(BaseModel):
 # Plain strings in JSON; the one vocabulary is LogicalType.
 LogicalTypeName = LogicalType
 SAFE_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
-ScalarValue = str | int | float | bool
+MAX_VALUE_CHARS = 1024  # the source_value column's length
+MAX_VALUE_MAPPINGS = 10_000
+ScalarValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool
 
 
 def value_as_text(value: ScalarValue | None) -> str | None:
@@ -237,9 +253,7 @@ class ColumnValues(BaseModel):
     truncated: bool = Field(description="The column has more distinct values than listed.")
 
 
-class UnifiedColumnCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UnifiedColumnCreate(RequestBody):
     name: str = Field(
         min_length=1,
         max_length=63,
@@ -250,9 +264,7 @@ class UnifiedColumnCreate(BaseModel):
     description: str | None = Field(default=None, max_length=4000)
 
 
-class UnifiedColumnUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UnifiedColumnUpdate(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=63, pattern=SAFE_IDENTIFIER)
     logical_type: LogicalTypeName | None = None
     description: str | None = Field(default=None, max_length=4000)
@@ -282,9 +294,7 @@ class SourceColumnRef(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class ColumnMappingCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ColumnMappingCreate(RequestBody):
     column_id: int
     unified_column_id: int
 
@@ -299,22 +309,18 @@ class ColumnMappingPublic(BaseModel):
     created_at: datetime
 
 
-class ValuePair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ValuePair(RequestBody):
     source_value: ScalarValue
     target_value: ScalarValue | None
 
 
-class ValueMappingCreate(BaseModel):
+class ValueMappingCreate(RequestBody):
     """One value (``source_value``/``target_value``) or many (``mappings``) of one column."""
-
-    model_config = ConfigDict(extra="forbid")
 
     column_id: int
     source_value: ScalarValue | None = None
     target_value: ScalarValue | None = None
-    mappings: list[ValuePair] | None = Field(default=None, max_length=100_000)
+    mappings: list[ValuePair] | None = Field(default=None, max_length=MAX_VALUE_MAPPINGS)
 
     def pairs(self) -> list[tuple[str, str | None]]:
         if self.mappings is not None:
@@ -346,10 +352,8 @@ PREVIEW_DEFAULT_ROWS = 100
 PREVIEW_MAX_ROWS = 1000
 
 
-class DatasetRequest(BaseModel):
+class DatasetRequest(RequestBody):
     """What a unified dataset is made of (the seed's request body)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
         pattern=DATASET_NAME,

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     sync_workers: int = 3
     """Background workers in one sync-service process."""
 
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest request body the gateway and the services read; larger ones get 413."""
+
     source_connect_timeout: float = 5.0
     """Seconds to wait when connecting to a source before calling it unreachable."""
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from fabric_core import tokens
 from fabric_core.db import session_scope
 from fabric_core.errors import FabricError
-from fabric_core.models import AuditEvent
+from fabric_core.models import ApiToken, AuditEvent
+from fabric_core.paging import MAX_LIMIT, Page
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import get_settings
 
@@ -82,16 +83,22 @@ def list_all() -> None:
     """Every token (never its value)."""
     try:
         with _session() as session:
-            rows, _total = tokens.list_tokens(session, limit=100_000, offset=0)
             lines = [
                 f"{t.id:>5}  {t.role:7}  {'revoked' if t.revoked_at else 'active ':7}  {t.name}"
-                for t in rows
+                for t in _every_token(session)
             ]
     except FabricError as exc:
         raise _fail(exc.message) from None
     typer.echo("   id  role     state    name")
     for line in lines:
         typer.echo(line)
+
+
+def _every_token(session: Session) -> Iterator[ApiToken]:
+    page = Page(limit=MAX_LIMIT)
+    while batch := tokens.list_tokens(session, page).items:
+        yield from batch
+        page = Page(limit=MAX_LIMIT, offset=page.offset + MAX_LIMIT)
 
 
 @token_app.command("revoke")

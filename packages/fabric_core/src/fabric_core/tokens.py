@@ -13,11 +13,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabric_core.errors import InvalidInputError, NotFoundError
 from fabric_core.models import ApiToken, utcnow
+from fabric_core.paging import Page, Paged
 
 TOKEN_PREFIX = "fabric_"
 BOOTSTRAP_ADMIN_NAME = "bootstrap-admin"
@@ -66,10 +67,9 @@ def create_token(
     return token, value
 
 
-def list_tokens(session: Session, *, limit: int, offset: int) -> tuple[list[ApiToken], int]:
-    total = session.scalar(select(func.count()).select_from(ApiToken)) or 0
-    rows = session.scalars(select(ApiToken).order_by(ApiToken.id).limit(limit).offset(offset))
-    return list(rows), total
+def list_tokens(session: Session, page: Page = Page()) -> Paged[ApiToken]:
+    query = select(ApiToken).order_by(ApiToken.id)
+    return Paged(page.scalars(session, query), page.total(session, query))
 
 
 def revoke_token(session: Session, token_id: int) -> ApiToken:

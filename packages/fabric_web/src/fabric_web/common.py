@@ -18,10 +18,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
+from fabric_web.error_answers import install_error_answers
+from fabric_web.request_body import RequestBodyGuard
+
 log = logging.getLogger(__name__)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Errors as JSON answers, and the request body's limits (size, strict JSON)."""
+    install_error_answers(app)
+    # The limit is the running runtime's (settings are resolved when the app starts).
+    app.add_middleware(
+        RequestBodyGuard, max_bytes=lambda: app.state.runtime.settings.max_body_bytes
+    )
+
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
     async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +82,15 @@ def get_read_session(runtime: RuntimeDep) -> Iterator[Session]:
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
+# Methods any client may send; anything else is counted as "other" so that a client cannot
+# create label values (time series) at will. Unmatched paths are one label for the same reason.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 class AppMetrics:
     """Prometheus metrics of one app, in its own registry (several apps share a process)."""
 
@@ -105,7 +124,7 @@ def install_common_routes(app: FastAPI, metrics: AppMetrics, *, checks_storage: 
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         metrics.requests.labels(
-            metrics.service, request.method, template, str(response.status_code)
+            metrics.service, method_label(request.method), template, str(response.status_code)
         ).inc()
         metrics.latency.labels(metrics.service, template).observe(time.perf_counter() - started)
         return response

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from fabric_core.connections import get_connection
 from fabric_core.errors import NotFoundError
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import ColumnPublic, ForeignKeyPublic, TableDetail, TablePublic
 
 
@@ -26,8 +27,8 @@ def _table_public(table: CatalogTable, schema_name: str) -> TablePublic:
 
 
 def list_tables(
-    session: Session, connection_id: int, *, include_removed: bool = True
-) -> list[TablePublic]:
+    session: Session, connection_id: int, *, include_removed: bool = True, page: Page = Page()
+) -> Paged[TablePublic]:
     """Tables and views of a connection, ordered by schema and name."""
     get_connection(session, connection_id)
     query = (
@@ -38,7 +39,8 @@ def list_tables(
     )
     if not include_removed:
         query = query.where(CatalogTable.removed_at.is_(None))
-    return [_table_public(table, schema) for table, schema in session.execute(query)]
+    tables = [_table_public(table, schema) for table, schema in page.rows(session, query)]
+    return Paged(tables, page.total(session, query))
 
 
 def get_table(session: Session, table_id: int) -> TableDetail:

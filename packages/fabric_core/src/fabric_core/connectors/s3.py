@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 import s3fs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from fabric_core.catalog.harvest import (
     HarvestedCatalog,
@@ -38,7 +38,7 @@ from fabric_core.errors import (
     SourceError,
     SourceUnreachableError,
 )
-from fabric_core.schemas import ConnectionCheck
+from fabric_core.schemas import ConnectionCheck, GlobPatterns, RequestBody
 
 DEFAULT_REGION = "us-east-1"
 VALUE_SCAN_ROWS = 1_000_000
@@ -47,13 +47,11 @@ _AUTH_ERROR = re.compile(r"\b(AccessDenied|InvalidAccessKeyId|SignatureDoesNotMa
 MAX_ROOT = 255
 
 
-class S3Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    include: list[str] | None = Field(
+class S3Options(RequestBody):
+    include: GlobPatterns | None = Field(
         default=None, description="Glob patterns of keys (relative to the prefix) to harvest."
     )
-    exclude: list[str] | None = Field(default=None, description="Glob patterns to leave out.")
+    exclude: GlobPatterns | None = Field(default=None, description="Glob patterns to leave out.")
     csv_delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     csv_quote: str | None = Field(default=None, min_length=1, max_length=1)
     csv_header: bool | None = Field(default=None, description="First line names the columns.")

@@ -21,6 +21,7 @@ from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
 from fabric_core.errors import ConflictError, NotFoundError
 from fabric_core.models import Dataset, DatasetVersion, Job
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import (
     DatasetColumn,
     DatasetPreview,
@@ -38,18 +39,27 @@ def get_dataset(session: Session, name: str) -> Dataset:
     return dataset
 
 
-def _versions(session: Session, dataset: Dataset) -> list[DatasetVersion]:
-    return list(
-        session.scalars(
+def _complete_versions(session: Session, dataset_ids: list[int]) -> dict[int, list[DatasetVersion]]:
+    """The complete versions of several datasets in one query, by dataset id."""
+    found: dict[int, list[DatasetVersion]] = {dataset_id: [] for dataset_id in dataset_ids}
+    for start in range(0, len(dataset_ids), 500):  # bounded IN lists
+        for version in session.scalars(
             select(DatasetVersion)
-            .where(DatasetVersion.dataset_id == dataset.id, DatasetVersion.status == "complete")
-            .order_by(DatasetVersion.version)
-        )
-    )
+            .where(
+                DatasetVersion.dataset_id.in_(dataset_ids[start : start + 500]),
+                DatasetVersion.status == "complete",
+            )
+            .order_by(DatasetVersion.dataset_id, DatasetVersion.version)
+        ):
+            found[version.dataset_id].append(version)
+    return found
 
 
 def dataset_public(session: Session, dataset: Dataset) -> DatasetPublic:
-    versions = _versions(session, dataset)
+    return _public(dataset, _complete_versions(session, [dataset.id])[dataset.id])
+
+
+def _public(dataset: Dataset, versions: list[DatasetVersion]) -> DatasetPublic:
     current = next((v for v in versions if v.version == dataset.current_version), None)
     return DatasetPublic(
         name=dataset.name,
@@ -81,10 +91,14 @@ def dataset_public(session: Session, dataset: Dataset) -> DatasetPublic:
     )
 
 
-def list_datasets(session: Session) -> list[DatasetPublic]:
-    return [
-        dataset_public(session, d) for d in session.scalars(select(Dataset).order_by(Dataset.name))
-    ]
+def list_datasets(session: Session, page: Page = Page()) -> Paged[DatasetPublic]:
+    """Datasets by name with their complete versions: two queries and a count, whatever the
+    number of datasets."""
+    query = select(Dataset).order_by(Dataset.name)
+    datasets = page.scalars(session, query)
+    versions = _complete_versions(session, [d.id for d in datasets])
+    items = [_public(d, versions[d.id]) for d in datasets]
+    return Paged(items, page.total(session, query))
 
 
 def delete_dataset(session: Session, storage: Storage, name: str) -> None:

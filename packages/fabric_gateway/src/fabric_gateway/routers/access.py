@@ -8,11 +8,11 @@ from fabric_core import tokens
 from fabric_core.access_schemas import AuditEventPublic, TokenCreate, TokenCreated, TokenPublic
 from fabric_core.audit import AuditFilter, list_events
 from fabric_web.common import ReadSessionDep, SessionDep
+from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
 from fabric_gateway.auth import ADMIN, PrincipalDep
-from fabric_gateway.paging import PageDep
 
 router = APIRouter(prefix="/api", dependencies=[ADMIN])
 
@@ -32,9 +32,8 @@ def create_token(
 @router.get("/tokens", response_model=list[TokenPublic], tags=["tokens"])
 def list_tokens(session: ReadSessionDep, page: PageDep, response: Response) -> list[TokenPublic]:
     """Every token, revoked ones included (never their values)."""
-    rows, total = tokens.list_tokens(session, limit=page.limit, offset=page.offset)
-    page.announce(response, total)
-    return [TokenPublic.model_validate(row) for row in rows]
+    paged = tokens.list_tokens(session, page)
+    return page_answer(response, paged.map(TokenPublic.model_validate))
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
@@ -55,6 +54,5 @@ def list_audit_events(
 ) -> list[AuditEventPublic]:
     """Audit events, newest first."""
     where = AuditFilter(token_id=token_id, action=action, since=since)
-    rows, total = list_events(session, where, limit=page.limit, offset=page.offset)
-    page.announce(response, total)
-    return [AuditEventPublic.model_validate(row) for row in rows]
+    paged = list_events(session, where, page)
+    return page_answer(response, paged.map(AuditEventPublic.model_validate))

@@ -11,7 +11,8 @@ from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.jobs import cancel_job, fail_stale_jobs, get_job, list_jobs
 from fabric_core.schemas import ColumnValues, JobPublic, TableDetail
 from fabric_web.common import ReadSessionDep, RuntimeDep
-from fastapi import APIRouter, Query
+from fabric_web.paging import PageDep, page_answer
+from fastapi import APIRouter, Query, Response
 
 from fabric_gateway.auth import EDITOR, VIEWER
 from fabric_gateway.deps import OrchestratorDep
@@ -53,15 +54,11 @@ def values(
 
 @router.get("/jobs", response_model=list[JobPublic], tags=["jobs"], dependencies=[VIEWER])
 def jobs(
-    session: ReadSessionDep,
-    connection_id: int | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
+    session: ReadSessionDep, page: PageDep, response: Response, connection_id: int | None = None
 ) -> list[JobPublic]:
-    """Recent jobs, newest first."""
-    return [
-        JobPublic.model_validate(job)
-        for job in list_jobs(session, connection_id=connection_id, limit=limit)
-    ]
+    """Jobs, newest first (paged)."""
+    paged = list_jobs(session, connection_id=connection_id, page=page)
+    return page_answer(response, paged.map(JobPublic.model_validate))
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"], dependencies=[VIEWER])

@@ -15,6 +15,7 @@ from fabric_core.schemas import (
 )
 from fabric_core.sync_jobs import queue_sync
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
+from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
@@ -35,9 +36,12 @@ def create_connection(
 
 
 @router.get("", response_model=list[ConnectionPublic], dependencies=[VIEWER])
-def list_connections(session: ReadSessionDep) -> list[ConnectionPublic]:
-    """All registered data connections."""
-    return [connections.to_public(c) for c in connections.list_connections(session)]
+def list_connections(
+    session: ReadSessionDep, page: PageDep, response: Response
+) -> list[ConnectionPublic]:
+    """Registered data connections (paged; the total is in ``X-Total-Count``)."""
+    paged = connections.list_connections(session, page)
+    return page_answer(response, paged.map(connections.to_public))
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic, dependencies=[VIEWER])
@@ -100,7 +104,12 @@ def sync_connection(
 
 @router.get("/{connection_id}/tables", response_model=list[TablePublic], dependencies=[VIEWER])
 def connection_tables(
-    connection_id: int, session: ReadSessionDep, include_removed: bool = True
+    connection_id: int,
+    session: ReadSessionDep,
+    page: PageDep,
+    response: Response,
+    include_removed: bool = True,
 ) -> list[TablePublic]:
-    """Tables and views harvested from the connection (removed ones flagged)."""
-    return list_tables(session, connection_id, include_removed=include_removed)
+    """Tables and views harvested from the connection (removed ones flagged; paged)."""
+    paged = list_tables(session, connection_id, include_removed=include_removed, page=page)
+    return page_answer(response, paged)

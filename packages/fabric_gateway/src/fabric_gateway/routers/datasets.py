@@ -16,6 +16,7 @@ from fabric_core.schemas import (
     DatasetRequest,
 )
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
+from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
@@ -60,9 +61,11 @@ def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) ->
 
 
 @router.get("", response_model=list[DatasetPublic], dependencies=[VIEWER])
-def list_datasets(session: ReadSessionDep) -> list[DatasetPublic]:
-    """All datasets with their complete versions."""
-    return service.list_datasets(session)
+def list_datasets(
+    session: ReadSessionDep, page: PageDep, response: Response
+) -> list[DatasetPublic]:
+    """Datasets with their complete versions (paged)."""
+    return page_answer(response, service.list_datasets(session, page))
 
 
 @router.get("/{name}", response_model=DatasetPublic, dependencies=[VIEWER])

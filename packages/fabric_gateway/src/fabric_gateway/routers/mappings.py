@@ -13,6 +13,7 @@ from fabric_core.schemas import (
     ValueMappingPublic,
 )
 from fabric_web.common import ReadSessionDep, SessionDep
+from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
@@ -34,11 +35,11 @@ def create_unified_column(
 
 
 @router.get("/unified-columns", response_model=list[UnifiedColumnPublic], dependencies=[VIEWER])
-def list_unified_columns(session: ReadSessionDep) -> list[UnifiedColumnPublic]:
-    """All unified columns, by name."""
-    return [
-        mapping.unified_column_public(session, u) for u in mapping.list_unified_columns(session)
-    ]
+def list_unified_columns(
+    session: ReadSessionDep, page: PageDep, response: Response
+) -> list[UnifiedColumnPublic]:
+    """Unified columns, by name (paged)."""
+    return page_answer(response, mapping.list_unified_columns(session, page))
 
 
 @router.get(
@@ -87,14 +88,21 @@ def create_column_mapping(
 @router.get("/column-mappings", response_model=list[ColumnMappingPublic], dependencies=[VIEWER])
 def list_column_mappings(
     session: ReadSessionDep,
+    page: PageDep,
+    response: Response,
     unified_column_id: int | None = None,
     connection_id: int | None = None,
     stale: bool | None = None,
 ) -> list[ColumnMappingPublic]:
-    """Column mappings; ``stale=true`` lists those whose source column was removed."""
-    return mapping.list_column_mappings(
-        session, unified_column_id=unified_column_id, connection_id=connection_id, stale=stale
+    """Column mappings; ``stale=true`` lists those whose source column was removed (paged)."""
+    paged = mapping.list_column_mappings(
+        session,
+        unified_column_id=unified_column_id,
+        connection_id=connection_id,
+        stale=stale,
+        page=page,
     )
+    return page_answer(response, paged)
 
 
 @router.get(
@@ -130,13 +138,11 @@ def create_value_mappings(
 
 @router.get("/value-mappings", response_model=list[ValueMappingPublic], dependencies=[VIEWER])
 def list_value_mappings(
-    session: ReadSessionDep, column_id: int | None = None
+    session: ReadSessionDep, page: PageDep, response: Response, column_id: int | None = None
 ) -> list[ValueMappingPublic]:
-    """Value mappings, optionally of one source column."""
-    return [
-        ValueMappingPublic.model_validate(m)
-        for m in mapping.list_value_mappings(session, column_id=column_id)
-    ]
+    """Value mappings, optionally of one source column (paged)."""
+    paged = mapping.list_value_mappings(session, column_id=column_id, page=page)
+    return page_answer(response, paged.map(ValueMappingPublic.model_validate))
 
 
 @router.delete("/value-mappings/{value_mapping_id}", status_code=204, dependencies=[EDITOR])
