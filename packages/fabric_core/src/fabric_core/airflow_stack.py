@@ -178,8 +178,13 @@ def _fresh(health: dict, component: str, since: datetime) -> bool:
 
 
 def setup_airflow(settings: Settings, client: AirflowClient) -> dict[str, int]:
-    """Create or update the pools and the services' HTTP connections (idempotent)."""
+    """Create or update the pools and the services' HTTP connections (idempotent).
+
+    Each connection carries the service token as its password (Airflow encrypts connection
+    passwords with its Fernet key): the DAG tasks present it to the service.
+    """
     kinds = JOB_KINDS.values()
+    token = settings.resolved_service_token()
     pools = {kind.pool: kind.pool_slots(settings) for kind in kinds}
     client.upsert_pools(pools)
     services = {
@@ -187,14 +192,14 @@ def setup_airflow(settings: Settings, client: AirflowClient) -> dict[str, int]:
     }
     client.upsert_connections(
         [
-            _http_connection(conn_id, url, f"Fabric {service} service")
+            _http_connection(conn_id, url, token, f"Fabric {service} service")
             for conn_id, (url, service) in services.items()
         ]
     )
     return pools
 
 
-def _http_connection(conn_id: str, url: str, description: str) -> dict:
+def _http_connection(conn_id: str, url: str, token: str, description: str) -> dict:
     parts = urlsplit(url)
     return {
         "connection_id": conn_id,
@@ -203,4 +208,5 @@ def _http_connection(conn_id: str, url: str, description: str) -> dict:
         "host": parts.hostname,
         "port": parts.port or (443 if parts.scheme == "https" else 80),
         "schema": parts.scheme,
+        "password": token,
     }
