@@ -17,13 +17,22 @@ from fabric_core.demo_run import run_demo
 from fabric_core.errors import FabricError, ServiceUnavailableError
 from fabric_core.launcher import ServiceProcesses, missing_services, start_services
 from fabric_core.migrate import current_revision, upgrade_database
-from fabric_core.settings import Settings, get_settings
+from fabric_core.runtime import create_runtime
+from fabric_core.secret_rotation import PROCESSES_TO_RESTART, rotate_secrets, settle
+from fabric_core.settings import (
+    PREVIOUS_SECRET_KEY_FILE,
+    SECRET_KEY_FILE,
+    Settings,
+    get_settings,
+)
 
 app = typer.Typer(help="Fabric: one catalog and unified datasets over your data connections.")
 db_app = typer.Typer(help="The metadata database.")
 app.add_typer(db_app, name="db")
 airflow_app = typer.Typer(help="Apache Airflow as the orchestrator.")
 app.add_typer(airflow_app, name="airflow")
+secrets_app = typer.Typer(help="The key that encrypts stored connection secrets.")
+app.add_typer(secrets_app, name="secrets")
 
 
 def fail(message: str) -> typer.Exit:
@@ -46,6 +55,64 @@ def db_upgrade(
         raise fail(f"migration failed: {type(exc).__name__}: {exc}") from None
     finally:
         engine.dispose()
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    new_key: Annotated[
+        str | None,
+        typer.Option(
+            "--new-key",
+            envvar="FABRIC_NEW_SECRET_KEY",
+            help="The new key (default: generated). Only needed when FABRIC_SECRET_KEY is set.",
+        ),
+    ] = None,
+    settle_only: Annotated[
+        bool,
+        typer.Option(
+            "--settle",
+            help="No new key: encrypt under the current key the secrets that only "
+            "FABRIC_SECRET_KEY_PREVIOUS opens (after a restart with a new FABRIC_SECRET_KEY).",
+        ),
+    ] = False,
+) -> None:
+    """Encrypt every stored connection secret again under a new key."""
+    settings = get_settings()
+    try:
+        runtime = create_runtime(settings)
+    except FabricError as exc:
+        raise fail(exc.message) from None
+    if settle_only:
+        try:
+            settled = settle(runtime.session_factory, runtime.box)
+        finally:
+            runtime.close()
+        typer.echo(
+            f"{settled} stored secret(s) moved to the current key; no secret needs the "
+            "previous key any more (FABRIC_SECRET_KEY_PREVIOUS can be removed)."
+        )
+        return
+    try:
+        rotation = rotate_secrets(settings, runtime.session_factory, new_key)
+    except FabricError as exc:
+        raise fail(f"{exc.message} Every stored secret still opens with the current key.") from None
+    finally:
+        runtime.close()
+    typer.echo(f"{rotation.rotated} stored secret(s) encrypted under the new key.")
+    if rotation.key_file:
+        typer.echo(
+            f"The new key is in {settings.home / SECRET_KEY_FILE}, the old one in "
+            f"{settings.home / PREVIOUS_SECRET_KEY_FILE} (running processes still read both)."
+        )
+    else:
+        if rotation.generated:
+            typer.echo(f"New key (shown once): {rotation.new_key}")
+        typer.echo(
+            "Set FABRIC_SECRET_KEY to the new key (and FABRIC_SECRET_KEY_PREVIOUS to the old "
+            "one until every process has restarted) wherever Fabric runs; until then the "
+            "processes started with the old key cannot open the secrets."
+        )
+    typer.echo("Restart: " + ", ".join(PROCESSES_TO_RESTART) + ".")
 
 
 @airflow_app.command("setup")
