@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import json
 import os
 import signal
@@ -31,6 +32,35 @@ COMPONENTS: dict[str, list[str]] = {
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
+
+
+DEFAULT_LOGIN = ("airflow", "airflow")
+
+
+def check_airflow_login(settings: Settings) -> None:
+    """Airflow's well-known default login is accepted for an Airflow on loopback only.
+
+    Raises:
+        ConfigurationError: FABRIC_AIRFLOW_URL is not a loopback address and the login is
+            the default ``airflow`` / ``airflow``.
+    """
+    host = urlsplit(settings.airflow_url).hostname or ""
+    default = (settings.airflow_username, settings.airflow_password) == DEFAULT_LOGIN
+    if default and not _is_loopback(host):
+        raise ConfigurationError(
+            f"Airflow at {settings.airflow_url} is not on this machine's loopback address: "
+            "set a real login with FABRIC_AIRFLOW_USERNAME and FABRIC_AIRFLOW_PASSWORD "
+            "(the default airflow / airflow is only accepted on 127.0.0.1)."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_dags_folder() -> Path:
@@ -119,6 +149,7 @@ def start_airflow(
 ) -> AirflowProcesses:
     """Migrate Airflow's DB and start its components on ``host:port``."""
     require_airflow()
+    check_airflow_login(settings)
     env = {**airflow_environment(settings, home=home, host=host, port=port), **(extra_env or {})}
     log_dir.mkdir(parents=True, exist_ok=True)
     migrate = subprocess.run(

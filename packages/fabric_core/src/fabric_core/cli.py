@@ -11,11 +11,22 @@ from urllib.parse import urlsplit
 import typer
 
 from fabric_core.airflow_api import AirflowClient
-from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.airflow_stack import (
+    DEFAULT_LOGIN,
+    check_airflow_login,
+    setup_airflow,
+    start_airflow,
+    wait_until_healthy,
+)
 from fabric_core.db import create_metadata_engine
 from fabric_core.demo_run import run_demo
 from fabric_core.errors import FabricError, ServiceUnavailableError
-from fabric_core.launcher import ServiceProcesses, missing_services, start_services
+from fabric_core.launcher import (
+    ServiceProcesses,
+    create_shared_secrets,
+    missing_services,
+    start_services,
+)
 from fabric_core.migrate import current_revision, upgrade_database
 from fabric_core.runtime import create_runtime
 from fabric_core.secret_rotation import PROCESSES_TO_RESTART, rotate_secrets, settle
@@ -120,6 +131,7 @@ def airflow_setup() -> None:
     """Create or update Airflow's pools and the services' connections (idempotent)."""
     settings = get_settings()
     try:
+        check_airflow_login(settings)
         with AirflowClient(
             settings.airflow_url, settings.airflow_username, settings.airflow_password
         ) as client:
@@ -139,8 +151,13 @@ def up(
     settings = get_settings()
     if missing := missing_services():
         raise fail(f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)")
+    try:
+        # One key and one service token, made before three processes look for them; an
+        # empty or placeholder value stops here with its message.
+        create_shared_secrets(settings)
+    except FabricError as exc:
+        raise fail(exc.message) from None
     db_upgrade("head")
-    settings.resolved_secret_key()  # one key, made before three processes look for it
     env = {**os.environ, "FABRIC_AUTO_MIGRATE": "false"}
     airflow = None
     if with_airflow:
@@ -199,9 +216,16 @@ def _start_airflow(settings: Settings):
         raise fail(getattr(exc, "message", "interrupted")) from None
     typer.echo(
         f"Airflow ready: UI {settings.airflow_public_url} "
-        f"(login {settings.airflow_username} / {settings.airflow_password})"
+        f"(login {settings.airflow_username} / {_shown_password(settings)})"
     )
     return stack
+
+
+def _shown_password(settings: Settings) -> str:
+    # Only the well-known default (accepted on loopback) is printed, never a real password.
+    if settings.airflow_password == DEFAULT_LOGIN[1]:
+        return settings.airflow_password
+    return "FABRIC_AIRFLOW_PASSWORD"
 
 
 def _announce_when_ready(settings: Settings, services: ServiceProcesses, should_stop) -> None:
