@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.errors import ConfigurationError, ServiceUnavailableError
 from fabric_core.job_kinds import JOB_KINDS
+from fabric_core.secret_files import PLACEHOLDERS
 from fabric_core.settings import Settings
 
 COMPONENTS: dict[str, list[str]] = {
@@ -46,11 +47,13 @@ def check_airflow_login(settings: Settings) -> None:
     """
     host = urlsplit(settings.airflow_url).hostname or ""
     default = (settings.airflow_username, settings.airflow_password) == DEFAULT_LOGIN
-    if default and not _is_loopback(host):
+    placeholder = settings.airflow_password.strip().lower() in PLACEHOLDERS
+    if (default or placeholder) and not _is_loopback(host):
         raise ConfigurationError(
             f"Airflow at {settings.airflow_url} is not on this machine's loopback address: "
             "set a real login with FABRIC_AIRFLOW_USERNAME and FABRIC_AIRFLOW_PASSWORD "
-            "(the default airflow / airflow is only accepted on 127.0.0.1)."
+            "(the default airflow / airflow, or a placeholder password, is only accepted on "
+            "127.0.0.1)."
         )
 
 
