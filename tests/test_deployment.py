@@ -31,8 +31,22 @@ def _console_scripts() -> set[str]:
     return scripts
 
 
+def _interpolated(text: str) -> str:
+    """``text`` with compose's ``${VAR:-default}`` / ``${VAR:?error}`` replaced as ``docker
+    compose`` does with the .env.example values (``$${VAR}`` is left to the container)."""
+    example = _example()
+
+    def value(match: re.Match) -> str:
+        name, operator, rest = match.group(1), match.group(2), match.group(3)
+        if operator == ":-" and name not in example:
+            return rest
+        return example[name]
+
+    return re.sub(r"(?<!\$)\$\{(\w+)(?:(:[-?])([^}]*))?\}", value, text)
+
+
 def test_compose_file_follows_the_compose_specification():
-    parsed = PyCompose.from_json(json.dumps(COMPOSE))
+    parsed = PyCompose.from_json(_interpolated(json.dumps(COMPOSE)))
     assert set(parsed.service_names()) == set(SERVICES)
     for required in (
         "postgres",
@@ -161,3 +175,65 @@ def test_airflow_image_has_the_dags_and_fabric_core():
     assert all(
         SERVICES[name]["build"]["dockerfile"] == "airflow/Dockerfile" for name in AIRFLOW_SERVICES
     )
+
+
+PUBLISHED = {"gateway": "8004", "airflow-apiserver": "8080"}
+SECRET_VARIABLE = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
+
+
+def test_only_the_gateway_and_airflow_ui_are_published_on_the_publish_host():
+    published = {name: service["ports"] for name, service in SERVICES.items() if "ports" in service}
+    assert set(published) == set(PUBLISHED)
+    for name, port in PUBLISHED.items():
+        assert published[name] == [f"${{PUBLISH_HOST:-127.0.0.1}}:{port}:{port}"]
+    for name in ("sync", "dataset"):
+        assert "ports" not in SERVICES[name] and SERVICES[name]["expose"]
+    example = _example()
+    assert example["PUBLISH_HOST"] == "127.0.0.1"
+
+
+def _example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_every_secret_is_required_from_env_and_its_placeholder_is_refused():
+    from fabric_core.errors import ConfigurationError
+    from fabric_core.secret_files import checked_secret
+
+    text = (ROOT / "compose.yaml").read_text()
+    variables = set(re.findall(r"(?<!\$)\$\{(\w+)", text))  # $${X}: the container shell's
+    secrets = {name for name in variables if SECRET_VARIABLE.search(name)}
+    assert {
+        "FABRIC_SECRET_KEY",
+        "FABRIC_SERVICE_TOKEN",
+        "FABRIC_ADMIN_TOKEN",
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "AIRFLOW_SECRET_KEY",
+        "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_PASSWORD",
+    } <= secrets
+    for name in secrets | {"AIRFLOW_USERNAME"}:
+        uses = re.findall(rf"(?<!\$)\$\{{{name}(:.)?", text)
+        assert uses and all(use == ":?" for use in uses), f"{name} must be required: {uses}"
+    example = _example()
+    for name in secrets:
+        with pytest.raises(ConfigurationError, match="placeholder"):
+            checked_secret(name, example[name])
+    # The services, the gateway and Airflow's workers all get the service token.
+    for name in ("gateway", "sync", "dataset", "airflow-worker", "airflow-setup"):
+        assert SERVICES[name]["environment"]["FABRIC_SERVICE_TOKEN"].startswith(
+            "${FABRIC_SERVICE_TOKEN:?"
+        )
+
+
+def test_airflow_has_no_default_login():
+    environment = SERVICES["airflow-apiserver"]["environment"]
+    assert environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].startswith(
+        "${AIRFLOW_USERNAME:?"
+    )
+    assert environment["FABRIC_AIRFLOW_PASSWORD"].startswith("${AIRFLOW_PASSWORD:?")
+    assert "airflow/airflow" not in (ROOT / "compose.yaml").read_text().replace(" ", "")
+    init = SERVICES["airflow-init"]["command"][0]
+    assert 'os.environ["FABRIC_AIRFLOW_USERNAME"]' in init

@@ -12,11 +12,12 @@ from fabric_core.polling import wait_for_job_end
 from fabric_core.schemas import DatasetRequest
 from fabric_dataset.app import create_app
 from fastapi.testclient import TestClient
+from service_helpers import SERVICE_HEADERS
 
 
 @pytest.fixture
 def service(settings):
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=SERVICE_HEADERS) as client:
         yield client
 
 

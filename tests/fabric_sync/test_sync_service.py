@@ -14,11 +14,12 @@ from fabric_core.polling import wait_for_job_end
 from fabric_sync.app import create_app
 from fabric_web.serving import free_port
 from fastapi.testclient import TestClient
+from service_helpers import SERVICE_HEADERS
 
 
 @pytest.fixture
 def service(settings):
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=SERVICE_HEADERS) as client:
         yield client
 
 
@@ -106,7 +107,7 @@ def test_concurrent_hand_overs_accept_exactly_one(settings, tmp_path):
             session.get(Job, job_id).params = {"connection_id": 0}
 
         def hand_over(_: int) -> dict:
-            with httpx.Client(base_url=server.url, timeout=30) as client:
+            with httpx.Client(base_url=server.url, timeout=30, headers=SERVICE_HEADERS) as client:
                 answer = client.post("/process-sync", json=body)
                 assert answer.status_code == 202, answer.text
                 return answer.json()
@@ -123,7 +124,7 @@ def test_a_job_still_queued_after_the_hand_over_window_is_taken_again(settings, 
     from fabric_core.jobs import accept_hand_over
 
     settings = settings.model_copy(update={"job_handover_seconds": 0.2})
-    with TestClient(create_app(settings)) as service:
+    with TestClient(create_app(settings), headers=SERVICE_HEADERS) as service:
         runtime = service.app.state.runtime
         with runtime.session_factory.begin() as session:
             job_id = create_job(session, kind="sync", id_prefix="sync_x").id

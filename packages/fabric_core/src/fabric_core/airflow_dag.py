@@ -21,13 +21,14 @@ from fabric_core.settings import Settings
 MAX_RETRY_DELAY = timedelta(minutes=5)
 
 
-def service_url(kind: JobKind) -> str | None:
-    """The service's base URL from an Airflow HTTP connection, if one is set up."""
+def service_endpoint(kind: JobKind) -> tuple[str | None, str | None]:
+    """The service's base URL and token from its Airflow HTTP connection (the token is the
+    connection's password), if one is set up; ``None`` leaves it to the FABRIC_* settings."""
     try:
         conn = Connection.get(kind.airflow_connection_id())
-    except Exception:  # not set up: the FABRIC_*_URL settings decide
-        return None
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+    except Exception:  # not set up: the FABRIC_*_URL and FABRIC_SERVICE_TOKEN settings decide
+        return None, None
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}", conn.password or None
 
 
 def record_failure(context: dict[str, Any]) -> None:
@@ -64,13 +65,15 @@ def job_dag(kind: JobKind, doc_md: str):
             on_failure_callback=record_failure,
         )
         def run(params=None) -> dict:
+            url, token = service_endpoint(kind)
             try:
                 return run_job_task(
                     kind,
                     params["job_id"],
                     kind.params_from_conf(params),
                     settings=settings,
-                    service_url=service_url(kind),
+                    service_url=url,
+                    service_token=token,
                 )
             except FabricError as exc:
                 if exc.retryable:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.errors import ConfigurationError, ServiceUnavailableError
 from fabric_core.job_kinds import JOB_KINDS
+from fabric_core.secret_files import PLACEHOLDERS
 from fabric_core.settings import Settings
 
 COMPONENTS: dict[str, list[str]] = {
@@ -31,6 +33,37 @@ COMPONENTS: dict[str, list[str]] = {
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
+
+
+DEFAULT_LOGIN = ("airflow", "airflow")
+
+
+def check_airflow_login(settings: Settings) -> None:
+    """Airflow's well-known default login is accepted for an Airflow on loopback only.
+
+    Raises:
+        ConfigurationError: FABRIC_AIRFLOW_URL is not a loopback address and the login is
+            the default ``airflow`` / ``airflow``.
+    """
+    host = urlsplit(settings.airflow_url).hostname or ""
+    default = (settings.airflow_username, settings.airflow_password) == DEFAULT_LOGIN
+    placeholder = settings.airflow_password.strip().lower() in PLACEHOLDERS
+    if (default or placeholder) and not _is_loopback(host):
+        raise ConfigurationError(
+            f"Airflow at {settings.airflow_url} is not on this machine's loopback address: "
+            "set a real login with FABRIC_AIRFLOW_USERNAME and FABRIC_AIRFLOW_PASSWORD "
+            "(the default airflow / airflow, or a placeholder password, is only accepted on "
+            "127.0.0.1)."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_dags_folder() -> Path:
@@ -119,6 +152,7 @@ def start_airflow(
 ) -> AirflowProcesses:
     """Migrate Airflow's DB and start its components on ``host:port``."""
     require_airflow()
+    check_airflow_login(settings)
     env = {**airflow_environment(settings, home=home, host=host, port=port), **(extra_env or {})}
     log_dir.mkdir(parents=True, exist_ok=True)
     migrate = subprocess.run(
@@ -178,8 +212,13 @@ def _fresh(health: dict, component: str, since: datetime) -> bool:
 
 
 def setup_airflow(settings: Settings, client: AirflowClient) -> dict[str, int]:
-    """Create or update the pools and the services' HTTP connections (idempotent)."""
+    """Create or update the pools and the services' HTTP connections (idempotent).
+
+    Each connection carries the service token as its password (Airflow encrypts connection
+    passwords with its Fernet key): the DAG tasks present it to the service.
+    """
     kinds = JOB_KINDS.values()
+    token = settings.resolved_service_token()
     pools = {kind.pool: kind.pool_slots(settings) for kind in kinds}
     client.upsert_pools(pools)
     services = {
@@ -187,14 +226,14 @@ def setup_airflow(settings: Settings, client: AirflowClient) -> dict[str, int]:
     }
     client.upsert_connections(
         [
-            _http_connection(conn_id, url, f"Fabric {service} service")
+            _http_connection(conn_id, url, token, f"Fabric {service} service")
             for conn_id, (url, service) in services.items()
         ]
     )
     return pools
 
 
-def _http_connection(conn_id: str, url: str, description: str) -> dict:
+def _http_connection(conn_id: str, url: str, token: str, description: str) -> dict:
     parts = urlsplit(url)
     return {
         "connection_id": conn_id,
@@ -203,4 +242,5 @@ def _http_connection(conn_id: str, url: str, description: str) -> dict:
         "host": parts.hostname,
         "port": parts.port or (443 if parts.scheme == "https" else 80),
         "schema": parts.scheme,
+        "password": token,
     }

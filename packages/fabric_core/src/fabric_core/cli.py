@@ -11,13 +11,32 @@ from urllib.parse import urlsplit
 import typer
 
 from fabric_core.airflow_api import AirflowClient
-from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.airflow_stack import (
+    DEFAULT_LOGIN,
+    check_airflow_login,
+    setup_airflow,
+    start_airflow,
+    wait_until_healthy,
+)
 from fabric_core.db import create_metadata_engine
 from fabric_core.demo_run import run_demo
 from fabric_core.errors import FabricError, ServiceUnavailableError
-from fabric_core.launcher import ServiceProcesses, missing_services, start_services
+from fabric_core.launcher import (
+    ServiceProcesses,
+    create_shared_secrets,
+    missing_services,
+    start_services,
+)
 from fabric_core.migrate import current_revision, upgrade_database
-from fabric_core.settings import ADMIN_TOKEN_FILE, Settings, get_settings
+from fabric_core.runtime import create_runtime
+from fabric_core.secret_rotation import PROCESSES_TO_RESTART, rotate_secrets, settle
+from fabric_core.settings import (
+    ADMIN_TOKEN_FILE,
+    PREVIOUS_SECRET_KEY_FILE,
+    SECRET_KEY_FILE,
+    Settings,
+    get_settings,
+)
 from fabric_core.token_cli import token_app
 
 app = typer.Typer(help="Fabric: one catalog and unified datasets over your data connections.")
@@ -26,6 +45,8 @@ app.add_typer(db_app, name="db")
 airflow_app = typer.Typer(help="Apache Airflow as the orchestrator.")
 app.add_typer(airflow_app, name="airflow")
 app.add_typer(token_app, name="token")
+secrets_app = typer.Typer(help="The key that encrypts stored connection secrets.")
+app.add_typer(secrets_app, name="secrets")
 
 
 def fail(message: str) -> typer.Exit:
@@ -50,11 +71,70 @@ def db_upgrade(
         engine.dispose()
 
 
+@secrets_app.command("rotate")
+def secrets_rotate(
+    new_key: Annotated[
+        str | None,
+        typer.Option(
+            "--new-key",
+            envvar="FABRIC_NEW_SECRET_KEY",
+            help="The new key (default: generated). Only needed when FABRIC_SECRET_KEY is set.",
+        ),
+    ] = None,
+    settle_only: Annotated[
+        bool,
+        typer.Option(
+            "--settle",
+            help="No new key: encrypt under the current key the secrets that only "
+            "FABRIC_SECRET_KEY_PREVIOUS opens (after a restart with a new FABRIC_SECRET_KEY).",
+        ),
+    ] = False,
+) -> None:
+    """Encrypt every stored connection secret again under a new key."""
+    settings = get_settings()
+    try:
+        runtime = create_runtime(settings)
+    except FabricError as exc:
+        raise fail(exc.message) from None
+    if settle_only:
+        try:
+            settled = settle(runtime.session_factory, runtime.box)
+        finally:
+            runtime.close()
+        typer.echo(
+            f"{settled} stored secret(s) moved to the current key; no secret needs the "
+            "previous key any more (FABRIC_SECRET_KEY_PREVIOUS can be removed)."
+        )
+        return
+    try:
+        rotation = rotate_secrets(settings, runtime.session_factory, new_key)
+    except FabricError as exc:
+        raise fail(f"{exc.message} Every stored secret still opens with the current key.") from None
+    finally:
+        runtime.close()
+    typer.echo(f"{rotation.rotated} stored secret(s) encrypted under the new key.")
+    if rotation.key_file:
+        typer.echo(
+            f"The new key is in {settings.home / SECRET_KEY_FILE}, the old one in "
+            f"{settings.home / PREVIOUS_SECRET_KEY_FILE} (running processes still read both)."
+        )
+    else:
+        if rotation.generated:
+            typer.echo(f"New key (shown once): {rotation.new_key}")
+        typer.echo(
+            "Set FABRIC_SECRET_KEY to the new key (and FABRIC_SECRET_KEY_PREVIOUS to the old "
+            "one until every process has restarted) wherever Fabric runs; until then the "
+            "processes started with the old key cannot open the secrets."
+        )
+    typer.echo("Restart: " + ", ".join(PROCESSES_TO_RESTART) + ".")
+
+
 @airflow_app.command("setup")
 def airflow_setup() -> None:
     """Create or update Airflow's pools and the services' connections (idempotent)."""
     settings = get_settings()
     try:
+        check_airflow_login(settings)
         with AirflowClient(
             settings.airflow_url, settings.airflow_username, settings.airflow_password
         ) as client:
@@ -74,13 +154,13 @@ def up(
     settings = get_settings()
     if missing := missing_services():
         raise fail(f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)")
-    db_upgrade("head")
     try:
-        # Secrets are made once, before three processes look for them.
-        settings.resolved_secret_key()
-        settings.resolved_admin_token()
+        # The key and the tokens, made before three processes look for them; an empty or
+        # placeholder value stops here with its message.
+        create_shared_secrets(settings)
     except FabricError as exc:
         raise fail(exc.message) from None
+    db_upgrade("head")
     if settings.admin_token is None:
         typer.echo(f"admin token in {(settings.home / ADMIN_TOKEN_FILE).resolve()} (send it as")
         typer.echo("  Authorization: Bearer <token>; `fabric token create` makes more)")
@@ -144,9 +224,16 @@ def _start_airflow(settings: Settings):
         raise fail(getattr(exc, "message", "interrupted")) from None
     typer.echo(
         f"Airflow ready: UI {settings.airflow_public_url} "
-        f"(login {settings.airflow_username} / {settings.airflow_password})"
+        f"(login {settings.airflow_username} / {_shown_password(settings)})"
     )
     return stack
+
+
+def _shown_password(settings: Settings) -> str:
+    # Only the well-known default (accepted on loopback) is printed, never a real password.
+    if settings.airflow_password == DEFAULT_LOGIN[1]:
+        return settings.airflow_password
+    return "FABRIC_AIRFLOW_PASSWORD"
 
 
 def _announce_when_ready(settings: Settings, services: ServiceProcesses, should_stop) -> None:

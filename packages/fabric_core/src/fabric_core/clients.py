@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from fabric_core.errors import (
+    ConfigurationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -15,14 +16,29 @@ from fabric_core.errors import (
 )
 from fabric_core.job_kinds import JobKind
 from fabric_core.polling import wait_for_job_end
+from fabric_core.settings import Settings
 
 
 class ServiceClient:
     """A thin JSON client of one Fabric service; its errors are Fabric's errors."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
+        """``token``: the service token (``Settings.resolved_service_token()``)."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    @classmethod
+    def of_service(
+        cls, settings: Settings, service: str, *, timeout: float = 10.0
+    ) -> ServiceClient:
+        """A client of the service named ``sync`` or ``dataset``, as the settings name it."""
+        return cls(
+            settings.service_url(service), settings.resolved_service_token(), timeout=timeout
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -44,6 +60,12 @@ class ServiceClient:
             raise ServiceUnavailableError(
                 f"Fabric service at {self.base_url} answered {response.status_code} "
                 f"to {method} {path}: {response.text[:500]}"
+            )
+        if response.status_code == 401:
+            # Not retryable: a wrong token stays wrong until the deployment is fixed.
+            raise ConfigurationError(
+                f"Fabric service at {self.base_url} refused the service token: "
+                "FABRIC_SERVICE_TOKEN (or the service.token file) differs between processes."
             )
         if response.status_code >= 400:
             detail = _detail(response)

@@ -5,20 +5,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from fabric_core.errors import ConfigurationError
 
 
-class SecretBox:
-    """Encrypts and decrypts short secrets such as source passwords."""
+def _fernet(secret_key: str) -> Fernet:
+    # Fernet wants 32 url-safe base64 bytes; any passphrase is stretched to that.
+    digest = hashlib.sha256(secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
 
-    def __init__(self, secret_key: str) -> None:
-        # Fernet wants 32 url-safe base64 bytes; any passphrase is stretched to that.
-        digest = hashlib.sha256(secret_key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+class SecretBox:
+    """Encrypts and decrypts short secrets such as source passwords.
+
+    ``keys``: the current key first, then previous ones (a rotation in progress): secrets are
+    encrypted with the current key and decrypted with any of them. ``reload`` (optional)
+    returns the keys as they are now configured; a secret none of the known keys opens makes
+    the box reload once, so a process that started before ``fabric secrets rotate`` replaced
+    the key file reads what the rotation wrote.
+    """
+
+    def __init__(
+        self, keys: str | Sequence[str], *, reload: Callable[[], list[str]] | None = None
+    ) -> None:
+        self._reload = reload
+        self._use([keys] if isinstance(keys, str) else list(keys))
+
+    def _use(self, keys: list[str]) -> None:
+        if not keys:
+            raise ConfigurationError("No secret key is configured.")
+        self.keys = keys
+        self._fernet = MultiFernet([_fernet(key) for key in keys])
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -26,11 +47,41 @@ class SecretBox:
     def decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode()).decode()
-        except InvalidToken as exc:
-            raise ConfigurationError(
-                "A stored password cannot be decrypted: FABRIC_SECRET_KEY differs from the key "
-                "it was saved with. Restore that key or set the connection's password again."
-            ) from exc
+        except InvalidToken:
+            if self._reloaded():
+                return self.decrypt(token)
+            raise self._wrong_key() from None
+
+    def rotate(self, token: str) -> str:
+        """``token`` encrypted again with the current key (same secret, fresh timestamp)."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise self._wrong_key() from None
+
+    def opens_with_current_key(self, token: str) -> bool:
+        try:
+            _fernet(self.keys[0]).decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def _reloaded(self) -> bool:
+        if self._reload is None:
+            return False
+        keys = self._reload()
+        if keys == self.keys:
+            return False
+        self._use(keys)
+        return True
+
+    @staticmethod
+    def _wrong_key() -> ConfigurationError:
+        return ConfigurationError(
+            "A stored password cannot be decrypted: FABRIC_SECRET_KEY differs from the key "
+            "it was saved with. Restore that key (or set it as FABRIC_SECRET_KEY_PREVIOUS "
+            "during a rotation) or set the connection's password again."
+        )
 
 
 _CREDENTIAL_PATTERNS = [

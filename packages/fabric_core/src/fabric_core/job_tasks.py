@@ -27,8 +27,12 @@ def run_job_task(
     *,
     settings: Settings | None = None,
     service_url: str | None = None,
+    service_token: str | None = None,
 ) -> dict[str, Any]:
     """Submit the job to its service and wait until it ends; returns its final status.
+
+    ``service_url`` and ``service_token`` default to the settings' (an Airflow task passes
+    those of its HTTP connection).
 
     Raises:
         JobFailedError: the job ended failed or cancelled (not retryable; says why).
@@ -36,7 +40,8 @@ def run_job_task(
         FabricError: the service refused the job (not retryable).
     """
     settings = settings or get_settings()
-    with ServiceClient(service_url or kind.service_url(settings)) as client:
+    url = service_url or kind.service_url(settings)
+    with ServiceClient(url, service_token or settings.resolved_service_token()) as client:
         client.submit_job(kind, job_id, params)
         handed_over = time.monotonic()
 

@@ -50,6 +50,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def create_shared_secrets(settings: Settings) -> None:
+    """Resolve the secret key and the service and admin tokens once, before the processes
+    start: each is then read from its settled file (or the environment) by all of them, and a
+    placeholder or empty value stops here with its message rather than in three logs."""
+    settings.resolved_secret_key()
+    settings.resolved_service_token()
+    settings.resolved_admin_token()
+
+
 @dataclass
 class ServiceProcesses:
     """The running processes and the ports they serve on."""
@@ -119,6 +128,7 @@ def start_services(
         raise ConfigurationError(
             f"not installed: {', '.join(missing)} (install the Fabric workspace: uv sync)"
         )
+    create_shared_secrets(settings)
     ports = {name: getattr(settings, port_setting) for name, _, port_setting in SERVICES}
     services = ServiceProcesses({}, ports)
     if log_dir is not None:

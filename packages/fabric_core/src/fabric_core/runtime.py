@@ -56,7 +56,7 @@ def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtim
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
-        box=SecretBox(settings.resolved_secret_key()),
+        box=SecretBox(settings.resolved_secret_keys(), reload=settings.resolved_secret_keys),
         storage=Storage.from_settings(settings),
         read_session_factory=create_read_session_factory(engine),
     )

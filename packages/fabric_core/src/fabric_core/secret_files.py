@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from fabric_core.errors import ConfigurationError
@@ -44,7 +45,32 @@ def read_or_create_secret(path: Path) -> str:
     return value
 
 
+def read_secret_if_present(path: Path) -> str | None:
+    """The secret stored in ``path``, or None when there is no such file (or it is empty)."""
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def replace_secret(path: Path, value: str) -> None:
+    """Write ``value`` to ``path`` (0600), replacing its content in one step: a reader sees
+    the old file or the new one, never a part of either."""
+    ensure_private_dir(path.parent)
+    with _complete_file(path, value) as temporary:
+        os.replace(temporary, path)
+    _sync_folder(path.parent)
+
+
 def _publish(path: Path, value: str) -> None:
+    # When another process won, its complete file is the one everybody reads.
+    with _complete_file(path, value) as temporary, contextlib.suppress(FileExistsError):
+        os.link(temporary, path)
+
+
+@contextlib.contextmanager
+def _complete_file(path: Path, value: str) -> Iterator[str]:
+    """A temporary file next to ``path`` holding ``value``, removed afterwards if still there."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp creates the file 0600; it is complete before its name is linked in.
@@ -52,11 +78,19 @@ def _publish(path: Path, value: str) -> None:
             handle.write(value + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        # When another process won, its complete file is the one everybody reads.
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
+        yield temporary
     finally:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def _sync_folder(folder: Path) -> None:
+    # The rename is durable once the folder's entry is on disk (a crash keeps one of the keys).
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def checked_secret(name: str, value: str) -> str:

@@ -13,9 +13,15 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fabric_core.secret_files import checked_secret, ensure_private_dir, read_or_create_secret
+from fabric_core.secret_files import (
+    checked_secret,
+    ensure_private_dir,
+    read_or_create_secret,
+    read_secret_if_present,
+)
 
 SECRET_KEY_FILE = "secret.key"
+PREVIOUS_SECRET_KEY_FILE = "secret.key.previous"
 ADMIN_TOKEN_FILE = "admin.token"
 SERVICE_TOKEN_FILE = "service.token"
 
@@ -31,6 +37,10 @@ class Settings(BaseSettings):
 
     secret_key: str | None = None
     """Key that encrypts connection passwords; default: generated into ``{home}/secret.key``."""
+
+    secret_key_previous: str | None = None
+    """The key rotated out by ``fabric secrets rotate`` (passwords it encrypted still open
+    while the processes restart); default: ``{home}/secret.key.previous`` if it exists."""
 
     admin_token: str | None = None
     """A bootstrap admin token for the gateway; default: generated into ``{home}/admin.token``."""
@@ -186,6 +196,21 @@ class Settings(BaseSettings):
     def resolved_secret_key(self) -> str:
         """The configured secret key, or the one generated into ``{home}/secret.key``."""
         return self._secret("FABRIC_SECRET_KEY", self.secret_key, SECRET_KEY_FILE)
+
+    def resolved_secret_keys(self) -> list[str]:
+        """The current key, then the previous one if a rotation left one (see crypto)."""
+        keys = [self.resolved_secret_key()]
+        if self.secret_key_previous is not None:
+            previous = checked_secret("FABRIC_SECRET_KEY_PREVIOUS", self.secret_key_previous)
+        else:
+            previous = read_secret_if_present(self.home / PREVIOUS_SECRET_KEY_FILE)
+        if previous and previous not in keys:
+            keys.append(previous)
+        return keys
+
+    def secret_key_from_file(self) -> bool:
+        """Whether the secret key lives in ``{home}/secret.key`` (FABRIC_SECRET_KEY unset)."""
+        return self.secret_key is None
 
     def resolved_admin_token(self) -> str:
         """The bootstrap admin token: configured, or generated into ``{home}/admin.token``."""

@@ -32,6 +32,7 @@ from fabric_web.common import (
     install_common_routes,
     install_error_handlers,
 )
+from fabric_web.service_auth import SERVICE_TOKEN_STATE, ServiceTokenMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,10 @@ def create_job_service(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = create_runtime(settings or get_settings())
+        resolved = settings or get_settings()
+        # Read once: an empty or placeholder token stops the service here, at start-up.
+        setattr(app.state, SERVICE_TOKEN_STATE, resolved.resolved_service_token())
+        runtime = create_runtime(resolved)
         app.state.runtime = runtime
         # Load the work now, not in the first job: its libraries take a good second to import.
         kind.work_function()
@@ -154,6 +158,8 @@ def create_job_service(
 
     app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    # Added before the request counting (which wraps it), so refusals are counted too.
+    app.add_middleware(ServiceTokenMiddleware)
     install_common_routes(app, metrics, checks_storage=kind.service == "dataset")
     install_job_routes(app, kind, metrics, after_job=after_job)
     return app
