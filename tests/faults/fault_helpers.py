@@ -19,6 +19,8 @@ def fabric_settings(home: Path, **overrides) -> Settings:
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     values = {
         "home": home,
+        # The tests' sample sqlite files sit next to the home.
+        "sqlite_roots": [home.parent],
         "secret_key": "test-secret-key",
         "job_poll_interval": 0.05,
         "sync_url": f"http://127.0.0.1:{ports['sync_port']}",

@@ -28,7 +28,9 @@ class ConnectionOptions(BaseModel):
     exclude_schemas: list[str] | None = Field(
         default=None, description="Glob patterns of schemas to leave out."
     )
-    sslmode: str | None = Field(default=None, description="PostgreSQL sslmode.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        Field(default=None, description="PostgreSQL sslmode (libpq's values).")
+    )
 
 
 def _no_nul(value: Any) -> Any:

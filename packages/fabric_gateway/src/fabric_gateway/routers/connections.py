@@ -27,7 +27,9 @@ def create_connection(
     body: ConnectionCreate, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionPublic:
     """Register a data connection (the password is stored encrypted, never returned)."""
-    return connections.to_public(connections.create_connection(session, body, runtime.box))
+    return connections.to_public(
+        connections.create_connection(session, body, runtime.box, runtime.source_policy)
+    )
 
 
 @router.get("", response_model=list[ConnectionPublic])
@@ -47,7 +49,9 @@ def update_connection(
     connection_id: int, body: ConnectionUpdate, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionPublic:
     """Change some fields of a data connection."""
-    connection = connections.update_connection(session, connection_id, body, runtime.box)
+    connection = connections.update_connection(
+        session, connection_id, body, runtime.box, runtime.source_policy
+    )
     return connections.to_public(connection)
 
 
@@ -59,14 +63,13 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionCheck)
-def test_connection(
-    connection_id: int, session: ReadSessionDep, runtime: RuntimeDep
-) -> ConnectionCheck:
+def test_connection(connection_id: int, runtime: RuntimeDep) -> ConnectionCheck:
     """Try to connect: says whether the source is reachable and accepts the credentials."""
-    result = connections.check_connection_by_id(
-        session, connection_id, runtime.box, runtime.settings.source_connect_timeout
+    # No session dependency: the connection is read in a session that ends before the source
+    # is reached, so a source that never answers holds no metadata-DB connection.
+    return connections.check_connection_by_id(
+        runtime.read_session_factory, connection_id, runtime.box, runtime.source_policy
     )
-    return result
 
 
 @router.post("/{connection_id}/sync", status_code=202, response_model=SyncQueued)
