@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from fabric_core.catalog.harvest import SchemaFilter
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import redact
-from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+from fabric_core.errors import FabricError, SourceAuthError, SourceError, SourceUnreachableError
 from fabric_core.schemas import ConnectionCheck
 from fabric_core.source_policy import SourcePolicy
 
@@ -120,7 +120,9 @@ def open_source(spec: ConnectionSpec, timeout: float) -> Iterator[Connection]:
     try:
         try:
             connection = engine.connect()
-        except (SQLAlchemyError, OSError) as exc:
+        except FabricError:
+            raise
+        except Exception as exc:
             raise source_error(spec, exc) from None
         with connection:
             try:

@@ -17,7 +17,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
-from fabric_core.connectors.base import source_error
+from fabric_core.connectors.base import error_detail, source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -90,6 +90,18 @@ def classify_error(exc: BaseException) -> type[SourceError]:
     if "Unable to connect to Postgres" in text_ or "Connection refused" in text_:
         return SourceUnreachableError  # DuckDB's scanner words it this way
     return SourceError
+
+
+# libpq quotes the first byte a server of another kind answered: not shown.
+_FOREIGN_ANSWER = re.compile(
+    r"(received invalid response to SSL negotiation|"
+    r"expected authentication request from server, but received)\W*\S?"
+)
+
+
+def describe_error(exc: BaseException, spec) -> str:
+    detail = error_detail(exc, spec.secrets)
+    return _FOREIGN_ANSWER.sub("the server did not answer as a PostgreSQL server", detail)
 
 
 def server_version(connection: Connection) -> str:
@@ -330,6 +342,7 @@ class PostgreSQLConnector(SqlConnector):
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)
     classify_error = staticmethod(classify_error)
+    describe_error = staticmethod(describe_error)
     server_version = staticmethod(server_version)
     harvest_catalog = staticmethod(harvest_catalog)
     read_batches = staticmethod(read_batches)
