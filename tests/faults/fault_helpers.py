@@ -21,7 +21,7 @@ def fabric_settings(home: Path, **overrides) -> Settings:
         "home": home,
         # The tests' sample sqlite files sit next to the home.
         "sqlite_roots": [home.parent],
-        "secret_key": "test-secret-key",
+        "secret_key": "test-secret-key-0123456789",
         "job_poll_interval": 0.05,
         "sync_url": f"http://127.0.0.1:{ports['sync_port']}",
         "dataset_url": f"http://127.0.0.1:{ports['dataset_port']}",
