@@ -288,9 +288,10 @@ def set_up_fabric(runtime, database: str, tables: list[str]) -> dict[str, int]:
                 username=PG_USER,
             ),
             runtime.box,
+            runtime.source_policy,
         )
         connection_id = connection.id
-        spec = connection_spec(connection, runtime.box)
+        spec = connection_spec(connection, runtime.box, runtime.source_policy)
     stats = sync_connection(runtime.session_factory, connection_id, spec, timeout=SYNC_TIMEOUT)
     if stats.tables != len(tables):
         raise RuntimeError(f"catalog sync found {stats.tables} tables, expected {len(tables)}")

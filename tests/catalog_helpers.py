@@ -22,13 +22,17 @@ COUNTERS = (
 
 def register(runtime: Runtime, **fields: Any) -> int:
     with runtime.session_factory.begin() as session:
-        connection = create_connection(session, ConnectionCreate(**fields), runtime.box)
+        connection = create_connection(
+            session, ConnectionCreate(**fields), runtime.box, runtime.source_policy
+        )
         return connection.id
 
 
 def sync(runtime: Runtime, connection_id: int) -> SyncStats:
     with runtime.session_factory() as session:
-        spec = connection_spec(get_connection(session, connection_id), runtime.box)
+        spec = connection_spec(
+            get_connection(session, connection_id), runtime.box, runtime.source_policy
+        )
     return sync_connection(runtime.session_factory, connection_id, spec, timeout=5)
 
 

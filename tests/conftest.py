@@ -249,6 +249,8 @@ def settings(tmp_path: Path) -> Settings:
     """Embedded defaults in a temporary FABRIC_HOME (SQLite metadata DB)."""
     return Settings(
         home=tmp_path / "home",
+        # Tests keep their sample sqlite files in tmp_path (Fabric's own files stay refused).
+        sqlite_roots=[tmp_path],
         secret_key="test-secret-key-0123456789",
         admin_token=TEST_ADMIN_TOKEN,
         service_token=TEST_SERVICE_TOKEN,

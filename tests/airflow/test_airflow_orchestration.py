@@ -50,6 +50,7 @@ def stack(pg_admin, s3_server, tmp_path_factory):
     airflow_port, sync_port, dataset_port = free_port(), free_port(), free_port()
     settings = Settings(
         home=home / "fabric",
+        sqlite_roots=[home],
         secret_key="airflow-test-secret-key",
         database_url=f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{meta}",
         orchestrator="airflow",

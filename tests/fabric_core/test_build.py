@@ -44,7 +44,7 @@ def source(runtime, tmp_path: Path) -> dict[str, int]:
 def _plan(runtime, *table_ids: int):
     request = DatasetRequest(name="parts", selection_mode="tables", selected_tables=table_ids)
     with runtime.session_factory() as session:
-        return plan_dataset(session, request, runtime.box)
+        return plan_dataset(session, request, runtime.box, runtime.source_policy)
 
 
 def _write(runtime, plan, folder: str, *, batch_rows: int = 1000, part_rows: int = 2500):

@@ -55,7 +55,9 @@ def _register(runtime, s3_server, prefix, **overrides):
 
 def _spec(runtime, connection_id):
     with runtime.session_factory() as session:
-        return connection_spec(get_connection(session, connection_id), runtime.box)
+        return connection_spec(
+            get_connection(session, connection_id), runtime.box, runtime.source_policy
+        )
 
 
 def test_harvest_parquet_folder_csv_ndjson_and_a_broken_file(runtime, s3_server, lake):
@@ -235,11 +237,11 @@ def test_value_lookup_of_a_partitioned_folder_and_refusal_of_nested_columns(
     schema = f"{s3_server.bucket}/{lake}"
     region = columns_of(tables[(schema, "sales")])["region"]
     tags = columns_of(tables[(schema, "nested.parquet")])["tags"]
-    with runtime.session_factory() as session:
-        found = column_values(session, region.id, runtime.box, limit=10, timeout=5)
-        assert (found.values, found.truncated) == (["north", "south"], False)
-        with pytest.raises(InvalidInputError, match="array values, not codes"):
-            column_values(session, tags.id, runtime.box, limit=10, timeout=5)
+    sessions, box, policy = runtime.session_factory, runtime.box, runtime.source_policy
+    found = column_values(sessions, region.id, box, policy, limit=10)
+    assert (found.values, found.truncated) == (["north", "south"], False)
+    with pytest.raises(InvalidInputError, match="array values, not codes"):
+        column_values(sessions, tags.id, box, policy, limit=10)
 
 
 def test_check_tells_reachable_from_authenticated(runtime, s3_server, lake):

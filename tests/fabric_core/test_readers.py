@@ -125,6 +125,7 @@ def test_sqlite_values_that_do_not_fit_are_counted_not_fatal(runtime, tmp_path):
             session,
             DatasetRequest(name="messy", selection_mode="tables", selected_tables=[table_id]),
             runtime.box,
+            runtime.source_policy,
         )
     preview = preview_plan(plan, 10, timeout=5)
     assert preview.row_count == 3

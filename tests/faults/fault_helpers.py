@@ -20,6 +20,8 @@ def fabric_settings(home: Path, **overrides) -> Settings:
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     values = {
         "home": home,
+        # The tests' sample sqlite files sit next to the home.
+        "sqlite_roots": [home.parent],
         "secret_key": "test-secret-key-0123456789",
         "admin_token": TEST_ADMIN_TOKEN,
         "service_token": TEST_SERVICE_TOKEN,

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
-from conftest import PG_HOST, PG_USER, pg_execute
+from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, pg_execute
 from fault_helpers import fabric_processes, fabric_settings, gateway, job_end, silent_server
 
 pytestmark = pytest.mark.postgres
 
 TIMEOUT = 2.0
+AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 def test_a_silent_source_fails_its_jobs_in_time_and_others_run(tmp_path, pg_database):
@@ -78,3 +81,111 @@ def test_a_silent_source_fails_its_jobs_in_time_and_others_run(tmp_path, pg_data
         assert ended[name]["status"] == "failed", (name, ended[name])
         assert str(port) in ended[name]["error"], (name, ended[name]["error"])
     assert elapsed < 8 * TIMEOUT, elapsed
+
+
+def _silent_connections(api, port: int) -> dict[str, int]:
+    bodies = {
+        "postgresql": {"kind": "postgresql", "host": "127.0.0.1", "port": port, "username": "u"},
+        "mysql": {"kind": "mysql", "host": "127.0.0.1", "port": port, "username": "root"},
+        "s3": {"kind": "s3", "bucket": "b", "endpoint_url": f"http://127.0.0.1:{port}"},
+    }
+    ids = {}
+    for kind, body in bodies.items():
+        created = api.post("/api/data-connections", json={"name": kind, **body}, headers=AUTH)
+        assert created.status_code == 201, created.text
+        ids[kind] = created.json()["id"]
+    return ids
+
+
+def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
+    settings = fabric_settings(
+        tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
+    )
+    with (
+        silent_server() as port,
+        fabric_processes(settings, tmp_path / "logs"),
+        gateway(settings) as api,
+    ):
+        ids = _silent_connections(api, port)
+        for kind, connection_id in ids.items():
+            started = time.monotonic()
+            checked = api.post(f"/api/data-connections/{connection_id}/test", headers=AUTH)
+            elapsed = time.monotonic() - started
+            assert checked.status_code == 200 and not checked.json()["ok"], (kind, checked.text)
+            # S3: one connect and read timeout per attempt, s3fs tries three times.
+            assert elapsed < 4 * TIMEOUT + 2, (kind, elapsed)
+        started = time.monotonic()
+        jobs = {
+            kind: api.post(f"/api/data-connections/{i}/sync", headers=AUTH).json()["dag_run_id"]
+            for kind, i in ids.items()
+        }
+        ended = {kind: job_end(api, job_id, timeout=60) for kind, job_id in jobs.items()}
+        elapsed = time.monotonic() - started
+    for kind, job in ended.items():
+        assert job["status"] == "failed", (kind, job)
+    assert elapsed < 8 * TIMEOUT + 4, elapsed
+
+
+def test_a_silent_source_preview_ends_in_time(tmp_path, pg_database):
+    database = pg_database()
+    pg_execute(database, "CREATE TABLE t AS SELECT i AS id FROM generate_series(1, 10) i;")
+    settings = fabric_settings(
+        tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
+    )
+    with (
+        silent_server() as port,
+        fabric_processes(settings, tmp_path / "logs"),
+        gateway(settings) as api,
+    ):
+        body = {"name": "pg", "kind": "postgresql", "host": PG_HOST, "database": database}
+        pg = api.post("/api/data-connections", json={**body, "username": PG_USER}).json()
+        synced = api.post(f"/api/data-connections/{pg['id']}/sync", headers=AUTH).json()
+        assert job_end(api, synced["dag_run_id"])["status"] == "success"
+        table_id = api.get(f"/api/data-connections/{pg['id']}/tables").json()[0]["id"]
+        api.patch(f"/api/data-connections/{pg['id']}", json={"port": port}, headers=AUTH)
+        started = time.monotonic()
+        preview = api.post(
+            "/api/datasets/unified/preview",
+            json={"name": "p", "selection_mode": "tables", "selected_tables": [table_id]},
+            headers=AUTH,
+        )
+        elapsed = time.monotonic() - started
+    assert preview.status_code == 422, preview.text
+    assert elapsed < 3 * TIMEOUT + 2, elapsed
+
+
+def test_health_stays_fast_while_thirty_tests_hang(tmp_path):
+    settings = fabric_settings(
+        tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
+    )
+    with (
+        silent_server() as port,
+        fabric_processes(settings, tmp_path / "logs"),
+        gateway(settings) as api,
+    ):
+        ids = list(_silent_connections(api, port).values())
+        # One client for the 30 calls, made beforehand: 30 clients made at once (an SSL
+        # context each) would slow this process's own /health timing, not the gateway.
+        callers = httpx.Client(
+            base_url=f"http://127.0.0.1:{settings.gateway_port}",
+            timeout=60,
+            limits=httpx.Limits(max_connections=40),
+        )
+
+        def hang(i: int) -> int:
+            path = f"/api/data-connections/{ids[i % len(ids)]}/test"
+            return callers.post(path, headers=AUTH).status_code
+
+        with callers, ThreadPoolExecutor(max_workers=30) as pool:
+            calls = [pool.submit(hang, i) for i in range(30)]
+            time.sleep(0.5)  # the calls are in and waiting on the silent servers
+            slowest = 0.0
+            while not all(call.done() for call in calls):
+                started = time.monotonic()
+                health = api.get("/health")
+                slowest = max(slowest, time.monotonic() - started)
+                assert health.status_code == 200, health.text
+                time.sleep(0.1)
+            statuses = [call.result() for call in calls]
+    assert statuses == [200] * 30
+    assert slowest < 0.5, slowest

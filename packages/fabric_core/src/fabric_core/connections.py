@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionCheck, ConnectionSpec, check_connection
@@ -17,6 +17,7 @@ from fabric_core.jobs import active_job_count
 from fabric_core.models import Connection
 from fabric_core.paging import Page, Paged
 from fabric_core.schemas import ConnectionCreate, ConnectionPublic, ConnectionUpdate
+from fabric_core.source_policy import SourcePolicy
 
 # Location fields stored in columns of their own; the others live in ``settings`` (JSON).
 _COLUMNS = ("host", "port", "database", "username")
@@ -40,10 +41,12 @@ def _set_location(connection: Connection, values: dict[str, Any]) -> None:
     }
 
 
-def _validate(connection: Connection) -> None:
-    """Check the connection against its kind's settings schema and fill in defaults."""
+def _validate(connection: Connection, policy: SourcePolicy) -> None:
+    """Check the connection against its kind's settings schema and the source policy, and
+    fill in defaults."""
     connector = get_connector(connection.kind)
     values, options = connector.validate_settings(_location(connection), connection.options)
+    connector.check_place(values, policy)
     _set_location(connection, values)
     connection.options = options
 
@@ -78,7 +81,9 @@ def to_public(connection: Connection) -> ConnectionPublic:
     )
 
 
-def create_connection(session: Session, data: ConnectionCreate, box: SecretBox) -> Connection:
+def create_connection(
+    session: Session, data: ConnectionCreate, box: SecretBox, policy: SourcePolicy
+) -> Connection:
     _, secret = _secret_of(
         data.kind, data.model_dump(include=set(SECRET_FIELDS), exclude_unset=True)
     )
@@ -89,7 +94,7 @@ def create_connection(session: Session, data: ConnectionCreate, box: SecretBox) 
         options=data.options,
     )
     _set_location(connection, data.model_dump(include=set(LOCATION_FIELDS)))
-    _validate(connection)
+    _validate(connection, policy)
     session.add(connection)
     _flush_unique_name(session, connection.name)
     return connection
@@ -116,7 +121,11 @@ def list_connections(session: Session, page: Page = Page()) -> Paged[Connection]
 
 
 def update_connection(
-    session: Session, connection_id: int, data: ConnectionUpdate, box: SecretBox
+    session: Session,
+    connection_id: int,
+    data: ConnectionUpdate,
+    box: SecretBox,
+    policy: SourcePolicy,
 ) -> Connection:
     connection = get_connection(session, connection_id)
     changes = data.model_dump(exclude_unset=True)
@@ -137,7 +146,7 @@ def update_connection(
         connection.options = changes.pop("options") or {}
     connection.kind = kind
     _set_location(connection, {**_location(connection), **changes})
-    _validate(connection)
+    _validate(connection, policy)
     _flush_unique_name(session, connection.name)
     return connection
 
@@ -156,11 +165,17 @@ def _refuse_moving_the_password(connection: Connection, changes: dict[str, Any])
     destination = {"kind", *get_connector(connection.kind).destination_fields}
     destination |= set(target.destination_fields)
     moved = [f for f in sorted(destination) if f in changes and changes[f] != current.get(f)]
+    if "options" in changes:  # transport options (sslmode) decide how the secret travels
+        old, new = connection.options or {}, changes["options"] or {}
+        transport = {*get_connector(connection.kind).transport_options}
+        transport |= set(target.transport_options)
+        moved += [f"options.{o}" for o in sorted(transport) if old.get(o) != new.get(o)]
     if moved:
         secret_field = target.secret_field
         raise InvalidInputError(
             f"Changing {', '.join(moved)} would send the stored secret to another "
-            f"server: send the {secret_field} again in the same request (or null to clear it)."
+            f"server or over another transport: send the {secret_field} again in the same "
+            "request (or null to clear it)."
         )
 
 
@@ -174,19 +189,31 @@ def delete_connection(session: Session, connection_id: int) -> None:
     session.flush()
 
 
-def connection_spec(connection: Connection, box: SecretBox) -> ConnectionSpec:
-    """How to reach a connection's source, with its password decrypted (memory only)."""
+def connection_spec(
+    connection: Connection, box: SecretBox, policy: SourcePolicy | None = None
+) -> ConnectionSpec:
+    """How to reach a connection's source, with its password decrypted (memory only).
+
+    Without ``policy`` the spec carries the most restrictive default (no sqlite file at all):
+    enough for its secrets, not to reach the source."""
     secret = box.decrypt(connection.password_encrypted) if connection.password_encrypted else None
     return ConnectionSpec(
         kind=connection.kind,
         **_location(connection),
         **{get_connector(connection.kind).secret_field: secret},
         options=dict(connection.options or {}),
+        **({"policy": policy} if policy is not None else {}),
     )
 
 
 def check_connection_by_id(
-    session: Session, connection_id: int, box: SecretBox, timeout: float
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    box: SecretBox,
+    policy: SourcePolicy,
 ) -> ConnectionCheck:
-    connection = get_connection(session, connection_id)
-    return check_connection(connection_spec(connection, box), timeout)
+    """Test a connection. The metadata DB session ends before the source is reached: a source
+    that never answers must not hold one of the pool's connections meanwhile."""
+    with session_factory() as session:
+        spec = connection_spec(get_connection(session, connection_id), box, policy)
+    return check_connection(spec, policy.connect_timeout)

@@ -100,7 +100,7 @@ def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
     runtime = context.runtime
     session_factory, storage, settings = runtime.session_factory, runtime.storage, runtime.settings
     with session_factory() as session:
-        plan = plan_dataset(session, request, runtime.box)
+        plan = plan_dataset(session, request, runtime.box, runtime.source_policy)
         context.add_secrets(secret for s in plan.sources for secret in s.spec.secrets)
         dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
         if dataset is None:

@@ -22,7 +22,8 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     The gateway and the services run as their own processes, as ``fabric up`` starts them.
     """
     settings.ensure_home()
-    sources = create_demo_sources(settings.home / "demo")
+    # In the first sqlite root (default {home}/sqlite): the only places a sqlite source may be.
+    sources = create_demo_sources(settings.resolved_sqlite_roots[0])
     for name, (path, created) in sources.items():
         echo(f"source {name:8} {'created' if created else 'reused '} {path}")
 

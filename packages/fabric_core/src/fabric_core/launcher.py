@@ -40,10 +40,9 @@ def missing_services() -> list[str]:
 def settings_env(settings: Settings) -> dict[str, str]:
     """``settings`` as the ``FABRIC_*`` variables that make a child process read the same."""
     env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if isinstance(value, list | dict):
-            # pydantic-settings reads complex settings as JSON.
-            env[f"FABRIC_{name.upper()}"] = json.dumps(value, default=str)
+    for name, value in settings.model_dump(mode="json").items():
+        if isinstance(value, list | dict):  # list settings are JSON, as pydantic-settings reads
+            env[f"FABRIC_{name.upper()}"] = json.dumps(value)
         elif value is not None:
             env[f"FABRIC_{name.upper()}"] = str(value)
     env["FABRIC_HOME"] = str(settings.home.resolve())

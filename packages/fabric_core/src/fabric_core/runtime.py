@@ -21,6 +21,7 @@ from fabric_core.db import (
 )
 from fabric_core.migrate import upgrade_database
 from fabric_core.settings import Settings
+from fabric_core.source_policy import SourcePolicy
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Runtime:
     storage: Storage
     read_session_factory: sessionmaker[Session]
     """Sessions that only read (never hold SQLite's write lock)."""
+    source_policy: SourcePolicy
+    """Where sources may be and how long their calls may take (fabric_core.source_policy)."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -59,4 +62,5 @@ def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtim
         box=SecretBox(settings.resolved_secret_keys(), reload=settings.resolved_secret_keys),
         storage=Storage.from_settings(settings),
         read_session_factory=create_read_session_factory(engine),
+        source_policy=SourcePolicy.from_settings(settings),
     )

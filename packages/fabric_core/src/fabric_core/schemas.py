@@ -42,7 +42,9 @@ class ConnectionOptions(RequestBody):
     exclude_schemas: GlobPatterns | None = Field(
         default=None, description="Glob patterns of schemas to leave out."
     )
-    sslmode: str | None = Field(default=None, max_length=32, description="PostgreSQL sslmode.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        Field(default=None, description="PostgreSQL sslmode (libpq's values).")
+    )
 
 
 # Options are checked by the kind's options model; this bounds what reaches it.

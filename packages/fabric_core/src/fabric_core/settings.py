@@ -19,6 +19,7 @@ from fabric_core.secret_files import (
     read_or_create_secret,
     read_secret_if_present,
 )
+from fabric_core.source_policy import DEFAULT_HOSTS_DENY
 
 SECRET_KEY_FILE = "secret.key"
 PREVIOUS_SECRET_KEY_FILE = "secret.key.previous"
@@ -110,8 +111,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest request body the gateway and the services read; larger ones get 413."""
 
-    source_connect_timeout: float = 5.0
-    """Seconds to wait when connecting to a source before calling it unreachable."""
+    source_connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait when connecting to a source (name lookup, TCP connect and the
+    server's handshake) before calling it unreachable."""
+
+    source_read_timeout: float = Field(default=60.0, gt=0)
+    """Seconds one source statement or read may take: PostgreSQL's ``statement_timeout``,
+    MySQL's socket read/write timeouts, S3's read timeout, SQLite's query deadline."""
+
+    sqlite_roots: list[Path] | None = None
+    """Folders ``sqlite`` connections may open files under (JSON list); default
+    ``[{home}/sqlite]``. Fabric's own files are refused even inside a root."""
+
+    source_hosts_deny: list[str] = Field(default_factory=lambda: list(DEFAULT_HOSTS_DENY))
+    """CIDRs and host names no source may be at, checked on resolved addresses at every
+    connect (JSON list); default link-local and cloud-metadata addresses."""
+
+    source_hosts_allow: list[str] = Field(default_factory=list)
+    """When not empty, the only CIDRs and host names sources may be at (JSON list)."""
 
     storage_url: str | None = None
     """Where datasets are written: a local folder (default ``{home}/storage``) or
@@ -168,6 +185,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'fabric.db').resolve()}"
+
+    @property
+    def resolved_sqlite_roots(self) -> list[Path]:
+        return self.sqlite_roots if self.sqlite_roots is not None else [self.home / "sqlite"]
 
     @property
     def storage_path(self) -> Path:

@@ -56,7 +56,11 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
     )
     try:
         with session_factory() as session:
-            spec = connection_spec(get_connection(session, connection_id), context.runtime.box)
+            spec = connection_spec(
+                get_connection(session, connection_id),
+                context.runtime.box,
+                context.runtime.source_policy,
+            )
         context.add_secrets(spec.secrets)
 
         stats = sync_connection(

@@ -7,7 +7,7 @@ from fabric_core.job_kinds import DATASET
 from fabric_core.models import Job
 from fabric_core.schemas import DatasetPreview, DatasetPreviewRequest
 from fabric_core.settings import Settings
-from fabric_web.common import ReadSessionDep, RuntimeDep
+from fabric_web.common import RuntimeDep
 from fabric_web.job_service import JobServiceMetrics, create_job_service
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -37,11 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/preview-dataset-creation", response_model=DatasetPreview, tags=["datasets"])
     def preview_dataset_creation(
-        body: DatasetPreviewRequest, session: ReadSessionDep, runtime: RuntimeDep
+        body: DatasetPreviewRequest, runtime: RuntimeDep
     ) -> DatasetPreview:
         """The first rows of a dataset request, LIMIT pushed to the sources, nothing written."""
         return preview_request(
-            session, body, runtime.box, timeout=runtime.settings.source_connect_timeout
+            runtime.read_session_factory, body, runtime.box, runtime.source_policy
         )
 
     return app

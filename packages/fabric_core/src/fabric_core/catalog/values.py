@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.harvest import LogicalType
 from fabric_core.connections import connection_spec
@@ -12,16 +12,37 @@ from fabric_core.crypto import SecretBox
 from fabric_core.errors import InvalidInputError, NotFoundError
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection
 from fabric_core.schemas import ColumnValues, value_as_text
+from fabric_core.source_policy import SourcePolicy
 
 # Values that cannot be codes of a value mapping (nor compared or hashed as such).
 _NOT_CODES = frozenset({LogicalType.JSON, LogicalType.ARRAY, LogicalType.BINARY, LogicalType.OTHER})
 
 
 def column_values(
-    session: Session, column_id: int, box: SecretBox, *, limit: int, timeout: float
+    session_factory: sessionmaker[Session],
+    column_id: int,
+    box: SecretBox,
+    policy: SourcePolicy,
+    *,
+    limit: int,
 ) -> ColumnValues:
     """Up to ``limit`` distinct non-null values of a column, as text (how value mappings
-    compare them), read from the source with the lookup pushed down to it."""
+    compare them), read from the source with the lookup pushed down to it (after the
+    metadata-DB session ended: none waits on a source)."""
+    with session_factory() as session:
+        spec, schema, table, column = _column_source(session, column_id, box, policy)
+    values = get_connector(spec.kind).distinct_values(
+        spec, schema, table, column, limit=limit + 1, timeout=policy.connect_timeout
+    )
+    texts = [v if isinstance(v, str | int | float | bool) else str(v) for v in values]
+    return ColumnValues(
+        column_id=column_id,
+        values=[value_as_text(v) for v in texts[:limit]],
+        truncated=len(values) > limit,
+    )
+
+
+def _column_source(session: Session, column_id: int, box: SecretBox, policy: SourcePolicy):
     row = session.execute(
         select(CatalogColumn, CatalogTable, CatalogSchema.name, Connection)
         .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
@@ -39,13 +60,4 @@ def column_values(
             f"Column {column.name} (id {column_id}) holds {column.logical_type} values, not "
             "codes: value lookups are for scalar columns."
         )
-    spec = connection_spec(connection, box)
-    values = get_connector(spec.kind).distinct_values(
-        spec, schema, table.name, column.name, limit=limit + 1, timeout=timeout
-    )
-    texts = [v if isinstance(v, str | int | float | bool) else str(v) for v in values]
-    return ColumnValues(
-        column_id=column_id,
-        values=[value_as_text(v) for v in texts[:limit]],
-        truncated=len(values) > limit,
-    )
+    return connection_spec(connection, box, policy), schema, table.name, column.name

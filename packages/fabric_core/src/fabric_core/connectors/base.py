@@ -9,14 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from fabric_core.catalog.harvest import SchemaFilter
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import redact
-from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+from fabric_core.errors import FabricError, SourceAuthError, SourceError, SourceUnreachableError
 from fabric_core.schemas import ConnectionCheck
+from fabric_core.source_policy import SourcePolicy
+
+# Longest driver message shown to users: enough for any database's own words, too short to
+# carry what a server of another kind might answer.
+MAX_ERROR_DETAIL = 300
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class ConnectionSpec:
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    # Where and how long this source may be reached; the default refuses every sqlite file.
+    policy: SourcePolicy = field(default_factory=SourcePolicy, repr=False, compare=False)
+    # The address ``host`` resolved to when it was checked: drivers connect to it.
+    host_address: str | None = None
 
     @property
     def secrets(self) -> list[str]:
@@ -57,6 +66,8 @@ class ConnectionSpec:
 
 def create_source_engine(spec: ConnectionSpec, timeout: float) -> Engine:
     connector = get_connector(spec.kind)
+    # Checked now, at every connect: the policy or the DNS may have changed since it was saved.
+    spec = connector.confine(spec)
     engine = create_engine(
         connector.build_url(spec),
         connect_args=connector.connect_args(spec, timeout),
@@ -70,7 +81,21 @@ def create_source_engine(spec: ConnectionSpec, timeout: float) -> Engine:
         def _probe_first(*_args: object) -> None:
             probe(spec, timeout)
 
+    @event.listens_for(engine, "connect")
+    def _limit(dbapi_connection: Any, _record: object) -> None:
+        connector.on_connect(dbapi_connection, spec)
+
     return engine
+
+
+def error_detail(exc: BaseException, secrets: list[str]) -> str:
+    """A driver's message fit to show: one line of printable text, short, secrets removed."""
+    text = " ".join(str(exc).split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    text = redact(text, secrets)
+    if len(text) > MAX_ERROR_DETAIL:
+        text = text[:MAX_ERROR_DETAIL] + "…"
+    return text
 
 
 def source_error(spec: ConnectionSpec, exc: BaseException) -> SourceError:
@@ -78,7 +103,7 @@ def source_error(spec: ConnectionSpec, exc: BaseException) -> SourceError:
     connector = get_connector(spec.kind)
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     error_class = connector.classify_error(original)
-    detail = " ".join(str(original).split())
+    detail = connector.describe_error(original, spec)
     message = redact(f"{spec.address}: {detail}", spec.secrets)
     if error_class is SourceAuthError:
         message = redact(
@@ -95,7 +120,9 @@ def open_source(spec: ConnectionSpec, timeout: float) -> Iterator[Connection]:
     try:
         try:
             connection = engine.connect()
-        except (SQLAlchemyError, OSError) as exc:
+        except FabricError:
+            raise
+        except Exception as exc:
             raise source_error(spec, exc) from None
         with connection:
             try:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # for annotations only: pyarrow loads where data is read, not
     import pyarrow as pa
 
     from fabric_core.connectors.base import ConnectionSpec
+    from fabric_core.source_policy import SourcePolicy
 
 # Where a connection's source is, across kinds; each kind takes some of them.
 LOCATION_FIELDS = (
@@ -48,6 +49,8 @@ class Connector(ABC):
     secret_field: ClassVar[str]
     # Fields that say where the secret is sent: changing one needs the secret again.
     destination_fields: ClassVar[tuple[str, ...]] = ()
+    # Options that decide how the secret travels (TLS): changing one needs the secret again.
+    transport_options: ClassVar[tuple[str, ...]] = ()
     # The kind's ``options`` (a pydantic model that forbids unknown keys).
     options_model: ClassVar[type[BaseModel]]
 
@@ -79,6 +82,16 @@ class Connector(ABC):
     @abstractmethod
     def complete_settings(self, values: dict[str, Any]) -> dict[str, Any]:
         """Required fields checked, defaults (such as the port) filled in."""
+
+    @abstractmethod
+    def check_place(self, values: dict[str, Any], policy: SourcePolicy) -> None:
+        """Refuse (SourcePolicyError), when a connection is saved, a place the source policy
+        forbids, as far as it can be told without reaching the source."""
+
+    @abstractmethod
+    def confine(self, spec: ConnectionSpec) -> ConnectionSpec:
+        """The spec to connect with, checked against ``spec.policy`` now (every connect):
+        a resolved file, or the checked address the driver must connect to."""
 
     @abstractmethod
     def address(self, spec: ConnectionSpec) -> str:

@@ -17,7 +17,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
-from fabric_core.connectors.base import source_error
+from fabric_core.connectors.base import error_detail, source_error
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -28,22 +28,52 @@ SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 _AUTH_SQLSTATES = {"28000", "28P01"}
 
 
+# A pass file that cannot exist (a path under a device file): libpq then reads no
+# ~/.pgpass, and says nothing (an existing non-file such as /dev/null draws a warning).
+NO_PASSFILE = "/dev/null/fabric-no-passfile"
+
+
 def build_url(spec) -> URL:
-    return URL.create(
-        "postgresql+psycopg",
-        username=spec.username,
-        password=spec.password,
-        host=spec.host or "127.0.0.1",
-        port=spec.port or DEFAULT_PORT,
-        database=spec.database or "postgres",
-    )
+    # Everything is in libpq_params (given to the driver as keywords, which win over the URL).
+    return URL.create("postgresql+psycopg")
+
+
+def libpq_params(spec, timeout: float) -> dict[str, Any]:
+    """The libpq parameters of a connection, each one set, so none comes from the service's
+    environment: no PG* variable, ~/.pgpass, client certificate or Kerberos ticket counts.
+
+    ``host`` is kept for TLS (certificate name) while ``hostaddr`` is the address the policy
+    checked, so libpq does not look the name up again. The read timeout bounds each statement
+    (server side) and an unanswered send (``tcp_user_timeout``); keepalives find a dead peer.
+    """
+    read_ms = max(1, round(spec.policy.read_timeout * 1000))
+    return {
+        "host": spec.host,
+        "hostaddr": spec.host_address,
+        "port": spec.port or DEFAULT_PORT,
+        "dbname": spec.database or "postgres",
+        # An empty user or password is "set": libpq then does not read PGUSER/PGPASSWORD.
+        "user": spec.username or "",
+        "password": spec.password or "",
+        "passfile": NO_PASSFILE,
+        "sslmode": spec.options.get("sslmode") or "prefer",
+        "sslcertmode": "disable",
+        "gssencmode": "disable",
+        "require_auth": "!gss,!sspi",
+        "connect_timeout": max(2, round(timeout)),
+        "options": f"-c statement_timeout={read_ms}",
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": read_ms,
+        "target_session_attrs": "any",
+        "application_name": "fabric",
+    }
 
 
 def connect_args(spec, timeout: float) -> dict[str, Any]:
-    args: dict[str, Any] = {"connect_timeout": max(1, round(timeout)), "application_name": "fabric"}
-    if sslmode := spec.options.get("sslmode"):
-        args["sslmode"] = sslmode
-    return args
+    return libpq_params(spec, timeout)
 
 
 def classify_error(exc: BaseException) -> type[SourceError]:
@@ -60,6 +90,18 @@ def classify_error(exc: BaseException) -> type[SourceError]:
     if "Unable to connect to Postgres" in text_ or "Connection refused" in text_:
         return SourceUnreachableError  # DuckDB's scanner words it this way
     return SourceError
+
+
+# libpq quotes the first byte a server of another kind answered: not shown.
+_FOREIGN_ANSWER = re.compile(
+    r"(received invalid response to SSL negotiation|"
+    r"expected authentication request from server, but received)\W*\S?"
+)
+
+
+def describe_error(exc: BaseException, spec) -> str:
+    detail = error_detail(exc, spec.secrets)
+    return _FOREIGN_ANSWER.sub("the server did not answer as a PostgreSQL server", detail)
 
 
 def server_version(connection: Connection) -> str:
@@ -226,22 +268,14 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))
 
 
-def libpq_dsn(spec) -> str:
+def libpq_dsn(spec, timeout: float) -> str:
     """A libpq key/value connection string (values quoted, so any password works)."""
 
-    def value(text: str) -> str:
+    def value(text: object) -> str:
         return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    parts = {
-        "host": spec.host or "127.0.0.1",
-        "port": spec.port or DEFAULT_PORT,
-        "dbname": spec.database or "postgres",
-        "user": spec.username,
-        "password": spec.password,
-        "sslmode": spec.options.get("sslmode"),
-        "application_name": "fabric",
-    }
-    return " ".join(f"{key}={value(v)}" for key, v in parts.items() if v is not None)
+    params = libpq_params(spec, timeout)
+    return " ".join(f"{key}={value(v)}" for key, v in params.items() if v is not None)
 
 
 def read_batches(
@@ -269,7 +303,8 @@ def read_batches(
 
     from fabric_core.connectors import duck
 
-    dsn = duck.quote_literal(libpq_dsn(spec) + f" connect_timeout={max(1, round(timeout))}")
+    spec = CONNECTOR.confine(spec)  # the policy, checked at every connect
+    dsn = duck.quote_literal(libpq_dsn(spec, timeout))
     projection = ", ".join(duck.quote_identifier(c) for c in columns)
     try:
         connection = duck.connect("postgres_scanner")
@@ -307,6 +342,7 @@ class PostgreSQLConnector(SqlConnector):
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)
     classify_error = staticmethod(classify_error)
+    describe_error = staticmethod(describe_error)
     server_version = staticmethod(server_version)
     harvest_catalog = staticmethod(harvest_catalog)
     read_batches = staticmethod(read_batches)

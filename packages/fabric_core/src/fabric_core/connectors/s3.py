@@ -28,7 +28,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
 )
 from fabric_core.connectors import s3_formats
-from fabric_core.connectors.base import ConnectionSpec, failed_check, passed_check
+from fabric_core.connectors.base import ConnectionSpec, error_detail, failed_check, passed_check
 from fabric_core.connectors.contract import Connector, sorted_values
 from fabric_core.connectors.s3_layout import MAX_NAME, ObjectTable, S3Object, group_tables
 from fabric_core.crypto import redact
@@ -39,6 +39,7 @@ from fabric_core.errors import (
     SourceUnreachableError,
 )
 from fabric_core.schemas import ConnectionCheck, GlobPatterns, RequestBody
+from fabric_core.source_policy import SourcePolicy
 
 DEFAULT_REGION = "us-east-1"
 VALUE_SCAN_ROWS = 1_000_000
@@ -110,6 +111,21 @@ class S3Connector(Connector):
                     "endpoint_url must not carry credentials, a query or a fragment."
                 )
         return values
+
+    def check_place(self, values: dict[str, Any], policy: SourcePolicy) -> None:
+        if endpoint := values.get("endpoint_url"):
+            policy.check_host(_endpoint_host(endpoint))
+
+    def confine(self, spec: ConnectionSpec) -> ConnectionSpec:
+        """The endpoint's host, checked on the addresses it resolves to now. botocore looks
+        the name up again when it connects (it signs the host name, so it cannot be given the
+        address): a name whose DNS answer changes in between is not caught (docs/security.md).
+        """
+        if spec.endpoint_url:
+            parts = urlsplit(spec.endpoint_url)
+            default_port = 443 if parts.scheme == "https" else 80
+            spec.policy.resolve(_endpoint_host(spec.endpoint_url), parts.port or default_port)
+        return spec
 
     def address(self, spec: ConnectionSpec) -> str:
         where = spec.endpoint_url or f"AWS {spec.region or DEFAULT_REGION}"
@@ -247,8 +263,12 @@ def _list_args(spec: ConnectionSpec) -> dict[str, str]:
     return {"Bucket": spec.bucket, "Prefix": f"{spec.prefix}/" if spec.prefix else ""}
 
 
-def _filesystem(spec: ConnectionSpec, timeout: float):
+def _endpoint_host(endpoint_url: str) -> str:
+    return urlsplit(endpoint_url).hostname or ""
 
+
+def _filesystem(spec: ConnectionSpec, timeout: float):
+    CONNECTOR.confine(spec)  # at every use: the policy or the endpoint's DNS may have changed
     signed = bool(spec.access_key_id and spec.secret_access_key)
     fs = s3fs.S3FileSystem(
         # Never the ambient credentials of the process: a connection's own, or none.
@@ -259,7 +279,7 @@ def _filesystem(spec: ConnectionSpec, timeout: float):
         client_kwargs={"region_name": spec.region or DEFAULT_REGION},
         config_kwargs={
             "connect_timeout": timeout,
-            "read_timeout": timeout,
+            "read_timeout": spec.policy.read_timeout,
             "retries": {"max_attempts": 1, "mode": "standard"},
         },
         use_listings_cache=False,
@@ -322,7 +342,7 @@ def _call(spec: ConnectionSpec, function, *args, **kwargs):
 
 
 def _source_error(spec: ConnectionSpec, exc: Exception) -> SourceError:
-    detail = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), spec.secrets)
+    detail = f"{type(exc).__name__}: {error_detail(exc, spec.secrets)}"
     text = str(exc)
     if isinstance(exc, PermissionError) or _AUTH_ERROR.search(text):
         return SourceAuthError(

@@ -3,6 +3,7 @@ SQLAlchemy connection, value lookups as one ``SELECT DISTINCT``."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from sqlalchemy.engine import URL
 from fabric_core.catalog.harvest import HarvestedCatalog, KnownTable, SchemaFilter
 from fabric_core.connectors.base import (
     ConnectionSpec,
+    error_detail,
     failed_check,
     open_source,
     passed_check,
@@ -23,6 +25,7 @@ from fabric_core.connectors.base import (
 from fabric_core.connectors.contract import Connector, sorted_values
 from fabric_core.errors import InvalidInputError, SourceError
 from fabric_core.schemas import ConnectionCheck, ConnectionOptions
+from fabric_core.source_policy import SourcePolicy
 
 
 class SqlConnector(Connector):
@@ -32,6 +35,7 @@ class SqlConnector(Connector):
     fields: ClassVar[frozenset[str]] = frozenset({"host", "port", "database", "username"})
     secret_field: ClassVar[str] = "password"
     destination_fields: ClassVar[tuple[str, ...]] = ("kind", "host", "port")
+    transport_options: ClassVar[tuple[str, ...]] = ("sslmode",)
     options_model = ConnectionOptions
 
     def complete_settings(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +47,20 @@ class SqlConnector(Connector):
 
     def address(self, spec: ConnectionSpec) -> str:
         return f"{self.kind} server {spec.host}:{spec.port or self.default_port}"
+
+    def check_place(self, values: dict[str, Any], policy: SourcePolicy) -> None:
+        policy.check_host(values["host"])
+
+    def confine(self, spec: ConnectionSpec) -> ConnectionSpec:
+        address = spec.policy.resolve(spec.host or "", spec.port or self.default_port)
+        return dataclasses.replace(spec, host_address=address)
+
+    def on_connect(self, dbapi_connection: Any, spec: ConnectionSpec) -> None:
+        """Limits set on each new driver connection (none unless the kind needs them)."""
+
+    def describe_error(self, exc: BaseException, spec: ConnectionSpec) -> str:
+        """The driver's message, fit to show (see ``error_detail``)."""
+        return error_detail(exc, spec.secrets)
 
     @abstractmethod
     def build_url(self, spec: ConnectionSpec) -> URL: ...

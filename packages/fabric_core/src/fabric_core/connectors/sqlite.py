@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sqlite3
-from pathlib import Path
+import time
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
@@ -25,16 +28,33 @@ DEFAULT_PORT = None
 MAIN_SCHEMA = "main"
 
 
+# SQLite calls the progress handler every this many virtual-machine steps.
+_PROGRESS_STEPS = 10_000
+
+
 def build_url(spec) -> URL:
-    if not spec.database:
-        raise InvalidInputError("A sqlite connection needs 'database': the path of the file.")
-    path = Path(spec.database).expanduser().resolve()
-    # Read-only URI: a typo in the path must not create an empty database file.
-    return URL.create("sqlite", database=f"file:{path}?mode=ro", query={"uri": "true"})
+    """A read-only URI of the (confined, resolved) file: a typo must not create an empty
+    database, and the path is percent-encoded so nothing in it reads as a URI parameter."""
+    return URL.create(
+        "sqlite", database=f"file:{quote(spec.database)}?mode=ro", query={"uri": "true"}
+    )
 
 
 def connect_args(spec, timeout: float) -> dict[str, Any]:
     return {"timeout": timeout, "check_same_thread": False}
+
+
+def confine(spec):
+    if not spec.database:
+        raise InvalidInputError("A sqlite connection needs 'database': the path of the file.")
+    return dataclasses.replace(spec, database=str(spec.policy.sqlite_path(spec.database)))
+
+
+def on_connect(dbapi_connection: sqlite3.Connection, spec) -> None:
+    # A local file never stalls on a network, but one query may still run for ever (a huge
+    # table, a recursive view): interrupted after the read timeout.
+    deadline = time.monotonic() + spec.policy.read_timeout
+    dbapi_connection.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
 
 
 def classify_error(exc: BaseException) -> type[SourceError]:
@@ -165,12 +185,12 @@ def read_batches(
 
     from fabric_core.connectors import duck
 
-    path = Path(spec.database).expanduser().resolve()
-    if not path.is_file():
+    path = confine(spec).database
+    if not os.path.isfile(path):
         raise SourceUnreachableError(f"SQLite file {spec.database}: no such file")
     projection = ", ".join(duck.quote_identifier(c) for c in columns)
     sql = (
-        f"SELECT {projection} FROM sqlite_scan({duck.quote_literal(str(path))}, "
+        f"SELECT {projection} FROM sqlite_scan({duck.quote_literal(path)}, "
         f"{duck.quote_literal(table)})"
     )
     if limit is not None:
@@ -194,6 +214,12 @@ class SQLiteConnector(SqlConnector):
 
     def address(self, spec) -> str:
         return f"SQLite file {spec.database}"
+
+    def check_place(self, values: dict[str, Any], policy) -> None:
+        policy.sqlite_path(values["database"])
+
+    confine = staticmethod(confine)
+    on_connect = staticmethod(on_connect)
 
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)

@@ -26,6 +26,7 @@ from fabric_core.models import (
     ValueMapping,
 )
 from fabric_core.schemas import DatasetRequest
+from fabric_core.source_policy import SourcePolicy
 
 SOURCE_CONNECTION = "_source_connection"
 SOURCE_TABLE = "_source_table"
@@ -86,7 +87,12 @@ class DatasetPlan:
         return [{"name": c.name, "type": type_label(c.logical_type, c.dtype)} for c in self.output]
 
 
-def plan_dataset(session: Session, request: DatasetRequest, box: SecretBox) -> DatasetPlan:
+def plan_dataset(
+    session: Session,
+    request: DatasetRequest,
+    box: SecretBox,
+    policy: SourcePolicy | None = None,
+) -> DatasetPlan:
     """Resolve a dataset request against the catalog and the mappings.
 
     Raises:
@@ -121,7 +127,9 @@ def plan_dataset(session: Session, request: DatasetRequest, box: SecretBox) -> D
         if request.apply_value_mappings
         else {}
     )
-    sources, by_output_name = _source_tables(session, tables, selected, mapped, value_maps, box)
+    sources, by_output_name = _source_tables(
+        session, tables, selected, mapped, value_maps, box, policy
+    )
     output = [_output_column(name, members, mapped) for name, members in by_output_name.items()]
     return DatasetPlan(
         name=request.name,
@@ -227,7 +235,7 @@ class _OutputNames:
         return name
 
 
-def _source_tables(session, tables, selected, mapped, value_maps, box):
+def _source_tables(session, tables, selected, mapped, value_maps, box, policy):
     sources: list[SourceTable] = []
     by_output_name: dict[str, list[SourceColumn]] = {}
     specs: dict[int, ConnectionSpec] = {}
@@ -239,7 +247,7 @@ def _source_tables(session, tables, selected, mapped, value_maps, box):
     for table_id, columns in selected.items():
         table, schema_name, connection = tables[table_id]
         if connection.id not in specs:
-            specs[connection.id] = connection_spec(connection, box)
+            specs[connection.id] = connection_spec(connection, box, policy)
         source = SourceTable(
             connection_id=connection.id,
             connection_name=connection.name,

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.crypto import SecretBox
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
@@ -30,6 +30,7 @@ from fabric_core.schemas import (
     DatasetRequest,
     DatasetVersionPublic,
 )
+from fabric_core.source_policy import SourcePolicy
 
 
 def get_dataset(session: Session, name: str) -> Dataset:
@@ -156,23 +157,39 @@ def preview_plan(plan: DatasetPlan, limit: int, *, timeout: float) -> DatasetPre
 
 
 def preview_request(
-    session: Session, request: DatasetPreviewRequest, box: SecretBox, *, timeout: float
+    session_factory: sessionmaker[Session],
+    request: DatasetPreviewRequest,
+    box: SecretBox,
+    policy: SourcePolicy,
 ) -> DatasetPreview:
-    plan = plan_dataset(session, request, box)
-    return preview_plan(plan, request.limit, timeout=timeout)
+    # The plan is read, then the session ends: no metadata-DB connection waits on a source.
+    with session_factory() as session:
+        plan = plan_dataset(session, request, box, policy)
+    return preview_plan(plan, request.limit, timeout=policy.connect_timeout)
 
 
 def read_rows(
-    session: Session,
+    session_factory: sessionmaker[Session],
     storage: Storage,
     box: SecretBox,
     name: str,
     *,
     version: int | None,
     limit: int,
-    timeout: float,
+    policy: SourcePolicy,
 ) -> DatasetPreview:
-    """The first rows of a version: read from its Parquet parts, or computed if virtual."""
+    """The first rows of a version: read from its Parquet parts, or computed if virtual
+    (after the session ended: no metadata-DB connection waits on a source)."""
+    with session_factory() as session:
+        record, plan = _version_to_read(session, box, name, version, policy)
+    if plan is not None:
+        return preview_plan(plan, limit, timeout=policy.connect_timeout)
+    return _stored_rows(storage, name, record, limit)
+
+
+def _version_to_read(
+    session: Session, box: SecretBox, name: str, version: int | None, policy: SourcePolicy
+) -> tuple[DatasetVersion, DatasetPlan | None]:
     dataset = get_dataset(session, name)
     wanted = version or dataset.current_version
     record = session.scalar(
@@ -186,7 +203,11 @@ def read_rows(
         raise NotFoundError(f"Dataset {name!r} has no complete version {wanted}.")
     if record.storage_type == "virtual":
         request = DatasetRequest(**record.manifest["request"])
-        return preview_plan(plan_dataset(session, request, box), limit, timeout=timeout)
+        return record, plan_dataset(session, request, box, policy)
+    return record, None
+
+
+def _stored_rows(storage: Storage, name: str, record: DatasetVersion, limit: int) -> DatasetPreview:
     folder = storage.version_dir(name, record.version)
     # The manifest's parts, not whatever the folder holds (a failed clean-up may leave files).
     parts = [f"{folder}/{part}" for part in record.manifest.get("parts", [])]

@@ -38,17 +38,12 @@ def table_detail(table_id: int, session: ReadSessionDep) -> TableDetail:
 )
 def values(
     column_id: int,
-    session: ReadSessionDep,
     runtime: RuntimeDep,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> ColumnValues:
     """Distinct values of a column, read from its source (to write value mappings against)."""
     return column_values(
-        session,
-        column_id,
-        runtime.box,
-        limit=limit,
-        timeout=runtime.settings.source_connect_timeout,
+        runtime.read_session_factory, column_id, runtime.box, runtime.source_policy, limit=limit
     )
 
 

@@ -30,7 +30,7 @@ def create_connection(
     body: ConnectionCreate, session: SessionDep, runtime: RuntimeDep, note: AuditNoteDep
 ) -> ConnectionPublic:
     """Register a data connection (the password is stored encrypted, never returned)."""
-    connection = connections.create_connection(session, body, runtime.box)
+    connection = connections.create_connection(session, body, runtime.box, runtime.source_policy)
     note.object_id = str(connection.id)
     return connections.to_public(connection)
 
@@ -55,7 +55,9 @@ def update_connection(
     connection_id: int, body: ConnectionUpdate, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionPublic:
     """Change some fields of a data connection."""
-    connection = connections.update_connection(session, connection_id, body, runtime.box)
+    connection = connections.update_connection(
+        session, connection_id, body, runtime.box, runtime.source_policy
+    )
     return connections.to_public(connection)
 
 
@@ -67,14 +69,13 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionCheck, dependencies=[ADMIN])
-def test_connection(
-    connection_id: int, session: ReadSessionDep, runtime: RuntimeDep
-) -> ConnectionCheck:
+def test_connection(connection_id: int, runtime: RuntimeDep) -> ConnectionCheck:
     """Try to connect: says whether the source is reachable and accepts the credentials."""
-    result = connections.check_connection_by_id(
-        session, connection_id, runtime.box, runtime.settings.source_connect_timeout
+    # No session dependency: the connection is read in a session that ends before the source
+    # is reached, so a source that never answers holds no metadata-DB connection.
+    return connections.check_connection_by_id(
+        runtime.read_session_factory, connection_id, runtime.box, runtime.source_policy
     )
-    return result
 
 
 @router.post(

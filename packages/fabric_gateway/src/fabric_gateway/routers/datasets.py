@@ -77,20 +77,19 @@ def get_dataset(name: str, session: ReadSessionDep) -> DatasetPublic:
 @router.get("/{name}/rows", response_model=DatasetPreview, dependencies=[VIEWER])
 def read_dataset_rows(
     name: str,
-    session: ReadSessionDep,
     runtime: RuntimeDep,
     version: int | None = Query(default=None, ge=1),
     limit: int = Query(default=PREVIEW_DEFAULT_ROWS, ge=1, le=PREVIEW_MAX_ROWS),
 ) -> DatasetPreview:
     """The first rows of a version (current by default); virtual datasets compute them now."""
     return service.read_rows(
-        session,
+        runtime.read_session_factory,
         runtime.storage,
         runtime.box,
         name,
         version=version,
         limit=limit,
-        timeout=runtime.settings.source_connect_timeout,
+        policy=runtime.source_policy,
     )
 
 

@@ -1,0 +1,133 @@
+"""A connection authenticates with its own secret only: the service's PG* environment and
+pass files are not consulted, and what a server of another kind says is not echoed."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from fabric_core.connectors import get_connector
+from fabric_core.connectors.base import ConnectionSpec, check_connection
+from fabric_core.errors import SourceError
+
+SSL_OR_GSS_REQUEST = (80877103, 80877104)
+
+
+@contextmanager
+def password_asking_server() -> Iterator[tuple[int, list]]:
+    """Speaks PostgreSQL's start-up far enough to ask for a clear-text password, and keeps
+    every password a client sends."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    received: list = []
+
+    def read_exactly(conn, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    while True:
+                        length = struct.unpack("!I", read_exactly(conn, 4))[0]
+                        code = struct.unpack("!I", read_exactly(conn, length - 4)[:4])[0]
+                        if code not in SSL_OR_GSS_REQUEST:
+                            break
+                        conn.sendall(b"N")
+                    conn.sendall(b"R" + struct.pack("!II", 8, 3))  # clear-text password, please
+                    if read_exactly(conn, 1) == b"p":
+                        length = struct.unpack("!I", read_exactly(conn, 4))[0]
+                        received.append(read_exactly(conn, length - 4))
+                except (OSError, struct.error):
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], received
+    finally:
+        listener.close()
+
+
+@contextmanager
+def banner_server(banner: bytes) -> Iterator[int]:
+    """A server of another kind: says its banner to whoever connects."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(banner)
+                    conn.settimeout(2)
+                    conn.recv(1000)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_postgresql_ignores_the_services_pg_environment(monkeypatch, tmp_path):
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("*:*:*:*:from-the-pass-file\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSWORD", "from-the-environment")
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    monkeypatch.setenv("PGUSER", "ambient-user")
+    with password_asking_server() as (port, received):
+        spec = ConnectionSpec(kind="postgresql", host="127.0.0.1", port=port, username="u")
+        result = check_connection(spec, 3)
+        assert not result.ok and not result.authenticated, result
+        # DuckDB's PostgreSQL scanner (dataset reads) runs libpq too.
+        with pytest.raises(SourceError):
+            list(
+                get_connector("postgresql").read_batches(
+                    spec, "public", "t", ["id"], limit=1, batch_rows=10, timeout=3
+                )
+            )
+    assert received == []
+
+
+@pytest.mark.parametrize("kind", ["mysql", "postgresql"])
+@pytest.mark.parametrize(
+    "banner",
+    [
+        b"SSH-2.0-OpenSSH_9.6 BANNER-SECRET\r\n",
+        b"HTTP/1.1 400 Bad Request\r\nServer: BANNER-SECRET\r\n\r\n",
+        b"\x20\x00\x00\x00\x0aBANNER-SECRET\x00" + b"\x00" * 40,
+    ],
+)
+def test_what_another_server_says_is_not_echoed(kind, banner):
+    with banner_server(banner) as port:
+        spec = ConnectionSpec(kind=kind, host="127.0.0.1", port=port, username="u")
+        result = check_connection(spec, 2)
+    assert not result.ok
+    assert "BANNER" not in result.message and "SSH" not in result.message, result.message
+    assert "HTTP" not in result.message and "received S" not in result.message, result.message
+    assert "did not answer as a" in result.message, result.message
