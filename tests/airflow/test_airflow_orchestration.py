@@ -281,9 +281,9 @@ def test_a_service_down_during_a_run_fails_the_job_after_retries(stack):
     assert tries == [2]  # one retry, then the final failure
 
 
-def test_airflow_down_answers_503_and_fails_the_job(stack, tmp_path):
+def test_airflow_down_answers_503_and_fails_the_job(stack):
     down = stack["settings"].model_copy(update={"airflow_url": f"http://127.0.0.1:{free_port()}"})
-    path = tmp_path / "x.db"
+    path = stack["home"] / "x.db"
     _sqlite_source(path, 1)
     with TestClient(create_gateway(down), headers=bearer(down)) as gateway:
         connection = gateway.post(
