@@ -31,7 +31,8 @@ def _register_all(runtime) -> None:
         access_key_id="AKIA",
         secret_access_key=SECRETS["s3"],
     )
-    register(runtime, name="plain", kind="sqlite", database="/tmp/x.db")
+    root = runtime.source_policy.sqlite_roots[0]
+    register(runtime, name="plain", kind="sqlite", database=str(root / "x.db"))
 
 
 def _stored(settings: Settings) -> dict[str, str]:

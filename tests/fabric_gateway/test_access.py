@@ -172,9 +172,10 @@ def test_a_job_records_the_token_that_queued_it(api, pg_database):
         assert session.get(Job, job["id"]).requested_by_token_id == editor["id"]
 
 
-def test_the_audit_log_records_changes_and_refusals_without_secrets(api):
+def test_the_audit_log_records_changes_and_refusals_without_secrets(api, settings):
     viewer = _token(api, "viewer", "reader")
-    body = {"name": "local", "kind": "sqlite", "database": "/nowhere/x.db"}
+    sqlite_file = str(settings.home / "sqlite" / "x.db")  # inside the default sqlite root
+    body = {"name": "local", "kind": "sqlite", "database": sqlite_file}
     secret_body = {"name": "pw", "kind": "postgresql", "host": PG_HOST, "password": "pw-Hidden-77"}
     created = api.post("/api/data-connections", json=body)
     api.post("/api/data-connections", json=secret_body, headers={"X-Request-ID": "req-42"})

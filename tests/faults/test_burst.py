@@ -55,7 +55,9 @@ def test_a_burst_of_syncs_and_builds_keeps_the_pools_and_the_gateway(tmp_path):
         for connection_id in connection_ids:
             job_id = api.post(f"/api/data-connections/{connection_id}/sync").json()["dag_run_id"]
             assert job_end(api, job_id)["status"] == "success"
-            tables = api.get(f"/api/data-connections/{connection_id}/tables").json()
+            tables = api.get(
+                f"/api/data-connections/{connection_id}/tables", params={"limit": 10_000}
+            ).json()
             table_ids.append(next(t["id"] for t in tables if t["name"] == "t"))
 
         health_times: list[float] = []
