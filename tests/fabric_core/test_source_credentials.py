@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 
 import pytest
 from fabric_core.connectors import get_connector
@@ -18,15 +18,35 @@ SSL_OR_GSS_REQUEST = (80877103, 80877104)
 
 
 @contextmanager
-def password_asking_server() -> Iterator[tuple[int, list]]:
-    """Speaks PostgreSQL's start-up far enough to ask for a clear-text password, and keeps
-    every password a client sends."""
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback TCP server that gives each connection to ``handle``; yields its port."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn, suppress(OSError, struct.error):
+                handle(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+@contextmanager
+def password_asking_server() -> Iterator[tuple[int, list]]:
+    """Speaks PostgreSQL's start-up far enough to ask for a clear-text password, and keeps
+    every password a client sends."""
     received: list = []
 
-    def read_exactly(conn, n: int) -> bytes:
+    def read_exactly(conn: socket.socket, n: int) -> bytes:
         data = b""
         while len(data) < n:
             chunk = conn.recv(n - len(data))
@@ -35,62 +55,34 @@ def password_asking_server() -> Iterator[tuple[int, list]]:
             data += chunk
         return data
 
-    def serve() -> None:
+    def ask_for_a_password(conn: socket.socket) -> None:
+        conn.settimeout(5)
         while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    while True:
-                        length = struct.unpack("!I", read_exactly(conn, 4))[0]
-                        code = struct.unpack("!I", read_exactly(conn, length - 4)[:4])[0]
-                        if code not in SSL_OR_GSS_REQUEST:
-                            break
-                        conn.sendall(b"N")
-                    conn.sendall(b"R" + struct.pack("!II", 8, 3))  # clear-text password, please
-                    if read_exactly(conn, 1) == b"p":
-                        length = struct.unpack("!I", read_exactly(conn, 4))[0]
-                        received.append(read_exactly(conn, length - 4))
-                except (OSError, struct.error):
-                    pass
+            length = struct.unpack("!I", read_exactly(conn, 4))[0]
+            code = struct.unpack("!I", read_exactly(conn, length - 4)[:4])[0]
+            if code not in SSL_OR_GSS_REQUEST:
+                break
+            conn.sendall(b"N")
+        conn.sendall(b"R" + struct.pack("!II", 8, 3))  # clear-text password, please
+        if read_exactly(conn, 1) == b"p":
+            length = struct.unpack("!I", read_exactly(conn, 4))[0]
+            received.append(read_exactly(conn, length - 4))
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], received
-    finally:
-        listener.close()
+    with serving(ask_for_a_password) as port:
+        yield port, received
 
 
 @contextmanager
 def banner_server(banner: bytes) -> Iterator[int]:
     """A server of another kind: says its banner to whoever connects."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    conn.sendall(banner)
-                    conn.settimeout(2)
-                    conn.recv(1000)
-                except OSError:
-                    pass
+    def say_banner(conn: socket.socket) -> None:
+        conn.sendall(banner)
+        conn.settimeout(2)
+        conn.recv(1000)
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
+    with serving(say_banner) as port:
+        yield port
 
 
 def test_postgresql_ignores_the_services_pg_environment(monkeypatch, tmp_path):

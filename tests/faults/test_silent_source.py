@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, pg_execute
+from fabric_core.settings import Settings
 from fault_helpers import fabric_processes, fabric_settings, gateway, job_end, silent_server
 
 pytestmark = pytest.mark.postgres
@@ -97,7 +100,9 @@ def _silent_connections(api, port: int) -> dict[str, int]:
     return ids
 
 
-def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
+@contextmanager
+def silent_stack(tmp_path) -> Iterator[tuple[int, Settings, httpx.Client]]:
+    """A silent server's port, and Fabric running with short source timeouts."""
     settings = fabric_settings(
         tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
     )
@@ -106,6 +111,11 @@ def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
         fabric_processes(settings, tmp_path / "logs"),
         gateway(settings) as api,
     ):
+        yield port, settings, api
+
+
+def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
+    with silent_stack(tmp_path) as (port, _settings, api):
         ids = _silent_connections(api, port)
         for kind, connection_id in ids.items():
             started = time.monotonic()
@@ -129,14 +139,7 @@ def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
 def test_a_silent_source_preview_ends_in_time(tmp_path, pg_database):
     database = pg_database()
     pg_execute(database, "CREATE TABLE t AS SELECT i AS id FROM generate_series(1, 10) i;")
-    settings = fabric_settings(
-        tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
-    )
-    with (
-        silent_server() as port,
-        fabric_processes(settings, tmp_path / "logs"),
-        gateway(settings) as api,
-    ):
+    with silent_stack(tmp_path) as (port, _settings, api):
         body = {"name": "pg", "kind": "postgresql", "host": PG_HOST, "database": database}
         pg = api.post("/api/data-connections", json={**body, "username": PG_USER}).json()
         synced = api.post(f"/api/data-connections/{pg['id']}/sync", headers=AUTH).json()
@@ -155,14 +158,7 @@ def test_a_silent_source_preview_ends_in_time(tmp_path, pg_database):
 
 
 def test_health_stays_fast_while_thirty_tests_hang(tmp_path):
-    settings = fabric_settings(
-        tmp_path / "home", source_connect_timeout=TIMEOUT, source_read_timeout=TIMEOUT
-    )
-    with (
-        silent_server() as port,
-        fabric_processes(settings, tmp_path / "logs"),
-        gateway(settings) as api,
-    ):
+    with silent_stack(tmp_path) as (port, settings, api):
         ids = list(_silent_connections(api, port).values())
         # One client for the 30 calls, made beforehand: 30 clients made at once (an SSL
         # context each) would slow this process's own /health timing, not the gateway.
