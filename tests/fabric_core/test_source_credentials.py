@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -13,6 +14,7 @@ import pytest
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionSpec, check_connection
 from fabric_core.errors import SourceError
+from fabric_core.source_policy import SourcePolicy
 
 SSL_OR_GSS_REQUEST = (80877103, 80877104)
 
@@ -123,3 +125,42 @@ def test_what_another_server_says_is_not_echoed(kind, banner):
     assert "BANNER" not in result.message and "SSH" not in result.message, result.message
     assert "HTTP" not in result.message and "received S" not in result.message, result.message
     assert "did not answer as a" in result.message, result.message
+
+
+def _message(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("!I", len(payload) + 4) + payload
+
+
+def log_in_then_go_silent(conn: socket.socket) -> None:
+    """A PostgreSQL server that accepts the login, then never answers a query."""
+    conn.settimeout(30)
+    while True:
+        length = struct.unpack("!I", conn.recv(4))[0]
+        code = struct.unpack("!I", conn.recv(length - 4)[:4])[0]
+        if code not in SSL_OR_GSS_REQUEST:
+            break
+        conn.sendall(b"N")
+    conn.sendall(
+        _message(b"R", struct.pack("!I", 0))  # authentication ok
+        + _message(b"S", b"server_version\x0016.0\x00")
+        + _message(b"S", b"client_encoding\x00UTF8\x00")
+        + _message(b"S", b"standard_conforming_strings\x00on\x00")
+        + _message(b"K", struct.pack("!II", 1, 2))
+        + _message(b"Z", b"I")  # ready for a query, which it will never answer
+    )
+    while conn.recv(1000):
+        pass
+
+
+def test_a_postgresql_server_that_stops_answering_is_cut_off():
+    policy = SourcePolicy(connect_timeout=2.0, read_timeout=1.0)
+    with serving(log_in_then_go_silent) as port:
+        spec = ConnectionSpec(
+            kind="postgresql", host="127.0.0.1", port=port, username="u", policy=policy
+        )
+        started = time.monotonic()
+        result = check_connection(spec, 2)
+        elapsed = time.monotonic() - started
+    assert not result.ok, result
+    # The server's statement_timeout never comes: Fabric's own deadline (1 s + 1 s) ends it.
+    assert elapsed < 6, elapsed

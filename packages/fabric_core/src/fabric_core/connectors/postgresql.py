@@ -17,7 +17,8 @@ from fabric_core.catalog.harvest import (
     LogicalType,
     SchemaFilter,
 )
-from fabric_core.connectors.base import error_detail, source_error
+from fabric_core.connectors.base import ConnectionSpec, error_detail, source_error
+from fabric_core.connectors.pg_deadline import deadline_cursor_factories, deadline_seconds
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -73,7 +74,19 @@ def libpq_params(spec, timeout: float) -> dict[str, Any]:
 
 
 def connect_args(spec, timeout: float) -> dict[str, Any]:
-    return libpq_params(spec, timeout)
+    # The cursor factory is in force from the first statement (SQLAlchemy's own start-up
+    # queries run before any connect event).
+    cursor, _server_cursor = _cursor_factories(spec)
+    return {**libpq_params(spec, timeout), "cursor_factory": cursor}
+
+
+def on_connect(dbapi_connection: Any, spec) -> None:
+    _cursor, server_cursor = _cursor_factories(spec)
+    dbapi_connection.server_cursor_factory = server_cursor
+
+
+def _cursor_factories(spec) -> tuple[type, type]:
+    return deadline_cursor_factories(deadline_seconds(spec.policy.read_timeout))
 
 
 def classify_error(exc: BaseException) -> type[SourceError]:
@@ -341,6 +354,10 @@ class PostgreSQLConnector(SqlConnector):
 
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)
+
+    def on_connect(self, dbapi_connection: Any, spec: ConnectionSpec) -> None:
+        on_connect(dbapi_connection, spec)
+
     classify_error = staticmethod(classify_error)
     describe_error = staticmethod(describe_error)
     server_version = staticmethod(server_version)
