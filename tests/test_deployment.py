@@ -221,11 +221,14 @@ def test_every_secret_is_required_from_env_and_its_placeholder_is_refused():
     for name in secrets:
         with pytest.raises(ConfigurationError, match="placeholder"):
             checked_secret(name, example[name])
-    # The services, the gateway and Airflow's workers all get the service token.
+    # The services, the gateway and Airflow's workers all get the service token; only the
+    # gateway gets the admin token.
     for name in ("gateway", "sync", "dataset", "airflow-worker", "airflow-setup"):
         assert SERVICES[name]["environment"]["FABRIC_SERVICE_TOKEN"].startswith(
             "${FABRIC_SERVICE_TOKEN:?"
         )
+    holders = {n for n, s in SERVICES.items() if "FABRIC_ADMIN_TOKEN" in s.get("environment", {})}
+    assert holders == {"gateway"}
 
 
 def test_airflow_has_no_default_login():
