@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, _missing_server
 from fabric_core.models import ApiToken, AuditEvent
 from fabric_gateway.app import create_app
 from fastapi.testclient import TestClient
+from faults.fault_helpers import silent_server
 from service_helpers import bearer, running_stack, wait_for_job
 from sqlalchemy import select
 
@@ -255,6 +258,27 @@ def test_gateway_replicas_share_counts_through_redis(settings):
     ):
         statuses = [client.get("/api/jobs").status_code for client in (first, second) * 3]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def test_a_silent_rate_limit_store_stalls_no_other_request(settings):
+    """A Redis that accepts and never answers: /health answers at once, and an API request
+    passes uncounted after the store's short timeout instead of hanging."""
+    with silent_server() as port:
+        silent = settings.model_copy(
+            update={"rate_limit_storage_url": f"redis://127.0.0.1:{port}/0"}
+        )
+        with TestClient(create_app(silent), headers=bearer(silent)) as api:
+            pool = ThreadPoolExecutor(max_workers=2)
+            try:
+                stuck = pool.submit(api.get, "/api/jobs")
+                time.sleep(0.3)  # that request now waits on the store
+                started = time.monotonic()
+                health = pool.submit(api.get, "/health").result(timeout=10)
+                assert health.status_code == 200
+                assert time.monotonic() - started < 0.5
+                assert stuck.result(timeout=20).status_code == 200
+            finally:
+                pool.shutdown(wait=False)
 
 
 def test_cors_is_off_unless_origins_are_listed(settings):
