@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, _missing_server
+from fabric_core import connections
 from fabric_core.models import ApiToken, AuditEvent
 from fabric_gateway.app import create_app
 from fastapi.testclient import TestClient
@@ -221,6 +222,25 @@ def test_the_audit_log_records_changes_and_refusals_without_secrets(api, setting
     assert api.delete("/api/audit-events").status_code == 405
     assert api.post("/api/audit-events", json={}).status_code == 405
     assert api.get("/api/audit-events", headers=_as(viewer["token"])).status_code == 403
+
+
+def test_the_audit_log_records_failed_changes_and_refusals_on_unknown_paths(settings, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(connections, "delete_connection", broken)
+    with TestClient(
+        create_app(settings), headers=bearer(settings), raise_server_exceptions=False
+    ) as api:
+        assert api.delete("/api/data-connections/1").status_code == 500
+        assert api.get("/api/anything", headers=_as("wrong")).status_code == 401
+        assert api.put("/api/data-connections", headers=_as("wrong")).status_code == 401
+        events = api.get("/api/audit-events").json()
+    assert [(e["method"], e["route"], e["action"], e["status"]) for e in events] == [
+        ("PUT", "unmatched", "unmatched", 401),
+        ("GET", "unmatched", "unmatched", 401),
+        ("DELETE", "/api/data-connections/{connection_id}", "delete_connection", 500),
+    ]
 
 
 def test_rate_limit_per_token_and_per_address(settings):
