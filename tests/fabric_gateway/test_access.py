@@ -9,11 +9,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, _missing_server
 from fabric_core import connections
 from fabric_core.models import ApiToken, AuditEvent
 from fabric_gateway.app import create_app
+from fabric_web.serving import free_port, serve_config_in_thread, uvicorn_config
 from fastapi.testclient import TestClient
 from faults.fault_helpers import silent_server
 from service_helpers import bearer, running_stack, wait_for_job
@@ -299,6 +301,26 @@ def test_a_silent_rate_limit_store_stalls_no_other_request(settings):
                 assert stuck.result(timeout=20).status_code == 200
             finally:
                 pool.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(("trusted", "seen"), [([], "127.0.0.1"), (["127.0.0.1"], "203.0.113.9")])
+def test_x_forwarded_for_counts_only_from_listed_proxies(settings, trusted, seen):
+    """The gateway as its entry point serves it: a loopback caller's X-Forwarded-For is
+    ignored unless FABRIC_FORWARDED_ALLOW_IPS lists it."""
+    configured = settings.model_copy(update={"forwarded_allow_ips": trusted})
+    config = uvicorn_config(create_app(configured), configured, free_port())
+    config.log_level = "warning"
+    server = serve_config_in_thread(config)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            refused = client.post(
+                "/api/tokens", headers={"X-Forwarded-For": "203.0.113.9", **_as("wrong")}
+            )
+            assert refused.status_code == 401
+            events = client.get("/api/audit-events", headers=bearer(configured)).json()
+    finally:
+        server.stop()
+    assert [e["client"] for e in events] == [seen]
 
 
 def test_cors_is_off_unless_origins_are_listed(settings):
