@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fabric_core.airflow_stack import check_airflow_login
+from fabric_core.airflow_stack import airflow_environment, check_airflow_login
 from fabric_core.errors import ConfigurationError
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings
@@ -58,6 +58,26 @@ def test_processes_racing_on_a_fresh_home_agree_on_private_secrets(tmp_path):
         assert (home / name).read_text().strip() == value
         assert (home / name).stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in home.iterdir()) == ["admin.token", "secret.key", "service.token"]
+
+
+def test_an_existing_home_open_to_others_is_tightened(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    settings = Settings(home=home, secret_key="test-secret-key-0123456789")
+    create_runtime(settings).close()
+    assert home.stat().st_mode & 0o777 == 0o700
+
+
+def test_airflows_password_file_is_private(tmp_path):
+    settings = Settings(
+        home=tmp_path / "home", airflow_username="admin", airflow_password="pw-Airflow-0123456"
+    )
+    airflow_home = tmp_path / "airflow"
+    environment = airflow_environment(settings, home=airflow_home, host="127.0.0.1", port=8080)
+    passwords = Path(environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    assert passwords.stat().st_mode & 0o777 == 0o600
+    assert "pw-Airflow-0123456" in passwords.read_text()
 
 
 def test_the_sqlite_metadata_db_is_created_private(tmp_path):

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from conftest import PG_HOST, PG_USER, TEST_ADMIN_TOKEN, _missing_server
+from fabric_core import connections
 from fabric_core.models import ApiToken, AuditEvent
 from fabric_gateway.app import create_app
+from fabric_web.serving import free_port, serve_config_in_thread, uvicorn_config
 from fastapi.testclient import TestClient
+from faults.fault_helpers import silent_server
 from service_helpers import bearer, running_stack, wait_for_job
 from sqlalchemy import select
 
@@ -220,6 +226,25 @@ def test_the_audit_log_records_changes_and_refusals_without_secrets(api, setting
     assert api.get("/api/audit-events", headers=_as(viewer["token"])).status_code == 403
 
 
+def test_the_audit_log_records_failed_changes_and_refusals_on_unknown_paths(settings, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(connections, "delete_connection", broken)
+    with TestClient(
+        create_app(settings), headers=bearer(settings), raise_server_exceptions=False
+    ) as api:
+        assert api.delete("/api/data-connections/1").status_code == 500
+        assert api.get("/api/anything", headers=_as("wrong")).status_code == 401
+        assert api.put("/api/data-connections", headers=_as("wrong")).status_code == 401
+        events = api.get("/api/audit-events").json()
+    assert [(e["method"], e["route"], e["action"], e["status"]) for e in events] == [
+        ("PUT", "unmatched", "unmatched", 401),
+        ("GET", "unmatched", "unmatched", 401),
+        ("DELETE", "/api/data-connections/{connection_id}", "delete_connection", 500),
+    ]
+
+
 def test_rate_limit_per_token_and_per_address(settings):
     limited = settings.model_copy(update={"rate_limit": "5/minute"})
     with TestClient(create_app(limited), headers=bearer(limited)) as api:
@@ -255,6 +280,47 @@ def test_gateway_replicas_share_counts_through_redis(settings):
     ):
         statuses = [client.get("/api/jobs").status_code for client in (first, second) * 3]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def test_a_silent_rate_limit_store_stalls_no_other_request(settings):
+    """A Redis that accepts and never answers: /health answers at once, and an API request
+    passes uncounted after the store's short timeout instead of hanging."""
+    with silent_server() as port:
+        silent = settings.model_copy(
+            update={"rate_limit_storage_url": f"redis://127.0.0.1:{port}/0"}
+        )
+        with TestClient(create_app(silent), headers=bearer(silent)) as api:
+            pool = ThreadPoolExecutor(max_workers=2)
+            try:
+                stuck = pool.submit(api.get, "/api/jobs")
+                time.sleep(0.3)  # that request now waits on the store
+                started = time.monotonic()
+                health = pool.submit(api.get, "/health").result(timeout=10)
+                assert health.status_code == 200
+                assert time.monotonic() - started < 0.5
+                assert stuck.result(timeout=20).status_code == 200
+            finally:
+                pool.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(("trusted", "seen"), [([], "127.0.0.1"), (["127.0.0.1"], "203.0.113.9")])
+def test_x_forwarded_for_counts_only_from_listed_proxies(settings, trusted, seen):
+    """The gateway as its entry point serves it: a loopback caller's X-Forwarded-For is
+    ignored unless FABRIC_FORWARDED_ALLOW_IPS lists it."""
+    configured = settings.model_copy(update={"forwarded_allow_ips": trusted})
+    config = uvicorn_config(create_app(configured), configured, free_port())
+    config.log_level = "warning"
+    server = serve_config_in_thread(config)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            refused = client.post(
+                "/api/tokens", headers={"X-Forwarded-For": "203.0.113.9", **_as("wrong")}
+            )
+            assert refused.status_code == 401
+            events = client.get("/api/audit-events", headers=bearer(configured)).json()
+    finally:
+        server.stop()
+    assert [e["client"] for e in events] == [seen]
 
 
 def test_cors_is_off_unless_origins_are_listed(settings):

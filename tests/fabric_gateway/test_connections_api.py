@@ -106,6 +106,14 @@ def test_another_kinds_secret_field_does_not_count_as_sending_the_secret(api):
     assert (kept["kind"], kept["host"], kept["has_password"]) == ("postgresql", PG_HOST, True)
 
 
+def test_a_mysql_connection_cannot_be_given_sslmode_by_patch(api):
+    created = api.post("/api/data-connections", json=_pg_body(name="m", kind="mysql")).json()
+    url = f"/api/data-connections/{created['id']}"
+    refused = api.patch(url, json={"options": {"sslmode": "require"}, "password": None})
+    assert refused.status_code == 422 and "do not take sslmode" in refused.text
+    assert api.get(url).json()["options"].get("sslmode") is None
+
+
 def test_port_defaults_per_kind(api):
     body = _pg_body(name="m", kind="mysql", host=MYSQL_HOST, port=None, password=None)
     created = api.post("/api/data-connections", json=body).json()
@@ -122,6 +130,10 @@ def test_port_defaults_per_kind(api):
         ({"name": "  "}, "name"),
         ({"colour": "blue"}, "colour"),
         ({"kind": "sqlite", "database": None}, "database"),
+        (
+            {"kind": "mysql", "options": {"sslmode": "require"}},
+            "MySQL connections do not take sslmode",
+        ),
     ],
 )
 def test_invalid_bodies_are_422_with_the_reason(api, body, reason):

@@ -67,6 +67,32 @@ def test_settings_of_another_kind_are_422(api, s3_server, overrides, reason):
     assert api.get("/api/data-connections").json() == []
 
 
+BROKEN_ENDPOINTS = [
+    "http://[::1",
+    "http://127.0.0.1:99999",
+    "http://127.0.0.1:abc",
+    "http://127.0.0.1:0",
+    "http://user:pw@127.0.0.1:9000",
+    "ftp://127.0.0.1",
+]
+
+
+def test_a_broken_endpoint_url_is_422_on_create_and_patch(api, s3_server):
+    for endpoint in BROKEN_ENDPOINTS:
+        body = s3_body(s3_server, "p", endpoint_url=endpoint)
+        response = api.post("/api/data-connections", json=body)
+        assert response.status_code == 422 and "endpoint_url" in response.text, endpoint
+    assert api.get("/api/data-connections").json() == []
+    created = api.post("/api/data-connections", json=s3_body(s3_server, "p")).json()
+    url = f"/api/data-connections/{created['id']}"
+    for endpoint in BROKEN_ENDPOINTS:
+        change = {"endpoint_url": endpoint, "secret_access_key": s3_server.secret_key}
+        response = api.patch(url, json=change)
+        assert response.status_code == 422 and "endpoint_url" in response.text, endpoint
+    assert api.get(url).json()["endpoint_url"] == s3_server.endpoint_url
+    assert api.post(f"{url}/test").status_code == 200
+
+
 def _register_and_sync(api, body) -> tuple[dict, dict[str, dict]]:
     connection = api.post("/api/data-connections", json=body)
     assert connection.status_code == 201, connection.text

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.errors import ConfigurationError, ServiceUnavailableError
 from fabric_core.job_kinds import JOB_KINDS
-from fabric_core.secret_files import PLACEHOLDERS
+from fabric_core.secret_files import PLACEHOLDERS, replace_secret
 from fabric_core.settings import Settings
 
 COMPONENTS: dict[str, list[str]] = {
@@ -78,7 +78,8 @@ def airflow_environment(settings: Settings, *, home: Path, host: str, port: int)
         raise ConfigurationError(f"No DAG folder at {dags}; set FABRIC_AIRFLOW_DAGS_FOLDER.")
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "simple_auth_manager_passwords.json"
-    passwords.write_text(json.dumps({settings.airflow_username: settings.airflow_password}))
+    # Airflow's login in clear: 0600, written whole (a reader never sees half of it).
+    replace_secret(passwords, json.dumps({settings.airflow_username: settings.airflow_password}))
     database = settings.airflow_database_url or f"sqlite:///{(home / 'airflow.db').resolve()}"
     # Task processes read Fabric's settings too (service URLs, the metadata DB for failures):
     # hand them resolved values, whatever their working directory.

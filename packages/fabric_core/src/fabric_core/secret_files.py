@@ -25,9 +25,17 @@ PLACEHOLDERS = frozenset({"change-me", "change-me-too", "changeme", "secret", "f
 
 
 def ensure_private_dir(folder: Path) -> None:
-    """Create ``folder`` (and parents) readable only by its owner when it is new."""
+    """Make ``folder`` (created with its parents when missing) readable only by its owner.
+
+    An existing folder of ours is tightened too: a home made before (or by hand, 0755) would
+    otherwise let other users list it and read any file in it that is not itself 0600.
+    A folder of another owner is left alone (it is not ours to change, and chmod would fail).
+    """
     if not folder.exists():
         folder.mkdir(parents=True, mode=PRIVATE_DIR_MODE, exist_ok=True)
+    status = folder.stat()
+    if status.st_uid == os.getuid() and status.st_mode & 0o777 != PRIVATE_DIR_MODE:
+        folder.chmod(PRIVATE_DIR_MODE)
 
 
 def new_secret() -> str:

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     """Web origins allowed to call the API from a browser (JSON list); CORS is off when empty."""
 
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
+    """Addresses of reverse proxies whose X-Forwarded-For is believed (JSON list). Empty: the
+    header is ignored and the client address is the connection's."""
+
     orchestrator: Literal["local", "airflow"] = "local"
     """How jobs run: ``local`` pools inside the gateway, or ``airflow`` DAG runs."""
 

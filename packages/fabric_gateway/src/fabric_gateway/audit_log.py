@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 _CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REFUSED = frozenset({401, 403})
+_UNMATCHED = "unmatched"
+_CLIENT_LENGTH = 64  # audit_events.client
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -44,13 +46,22 @@ def install_audit_log(app: FastAPI) -> None:
         offered = request.headers.get("x-request-id", "")
         request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
         request.state.request_id = request_id
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:
+            # A change that failed unexpectedly is still an attempt the log must show.
+            await _record(request, 500, request_id)
+            raise
         response.headers["X-Request-ID"] = request_id
-        if request.method in _CHANGING_METHODS or response.status_code in _REFUSED:
-            event = _event(request, response.status_code, request_id)
-            if event is not None:
-                await run_in_threadpool(_store, request.app.state.runtime, event)
+        await _record(request, response.status_code, request_id)
         return response
+
+
+async def _record(request: Request, status: int, request_id: str) -> None:
+    if request.method in _CHANGING_METHODS or status in _REFUSED:
+        event = _event(request, status, request_id)
+        if event is not None:
+            await run_in_threadpool(_store, request.app.state.runtime, event)
 
 
 def _route(request: Request) -> tuple[BaseRoute | None, dict]:
@@ -67,8 +78,8 @@ def _route(request: Request) -> tuple[BaseRoute | None, dict]:
 
 def _event(request: Request, status: int, request_id: str) -> AuditEvent | None:
     route, path_params = _route(request)
-    if route is None:
-        return None  # no such route: nothing to act on
+    if route is None and status not in _REFUSED:
+        return None  # no such route: nothing was acted on
     principal: Principal | None = getattr(request.state, "principal", None)
     note: AuditNote | None = getattr(request.state, "audit_note", None)
     path_ids = [str(value) for value in path_params.values()]
@@ -76,10 +87,11 @@ def _event(request: Request, status: int, request_id: str) -> AuditEvent | None:
     return AuditEvent(
         token_id=principal.token_id if principal else None,
         token_name=principal.name if principal else None,
-        client=(request.client.host if request.client else None),
+        client=(request.client.host[:_CLIENT_LENGTH] if request.client else None),
         method=request.method,
-        route=route.path,
-        action=route.name,
+        # A refusal on a path no route serves is kept too: probing is worth seeing.
+        route=route.path if route is not None else _UNMATCHED,
+        action=route.name if route is not None else _UNMATCHED,
         object_id=object_id[:255] if object_id else None,
         status=status,
         request_id=request_id,

@@ -63,7 +63,9 @@ def install_authentication(app: FastAPI) -> None:
             )
         if principal is None:
             # Counted per address: guessing tokens is slowed like other anonymous traffic.
-            retry_after = limiter.retry_after(f"client:{_client_address(request)}")
+            retry_after = await run_in_threadpool(
+                limiter.retry_after, f"client:{_client_address(request)}"
+            )
             if retry_after is not None:
                 return _too_many(retry_after)
             return JSONResponse(
@@ -72,7 +74,10 @@ def install_authentication(app: FastAPI) -> None:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         # Keyed by the token's digest: the same on every replica, whatever its id.
-        retry_after = limiter.retry_after(f"token:{tokens.digest(value)[:32]}")
+        # Off the event loop: a slow store must not stall every other request (even /health).
+        retry_after = await run_in_threadpool(
+            limiter.retry_after, f"token:{tokens.digest(value)[:32]}"
+        )
         if retry_after is not None:
             return _too_many(retry_after)
         request.state.principal = principal

@@ -13,6 +13,20 @@ from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
+# A Redis that accepts connections and never answers must cost a request at most this
+# long (then it passes uncounted), not hold it forever.
+_REDIS_TIMEOUT_SECONDS = 1.0
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+
+
+def _storage_options(storage_url: str) -> dict[str, float]:
+    if storage_url.startswith(_REDIS_SCHEMES):
+        return {
+            "socket_timeout": _REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": _REDIS_TIMEOUT_SECONDS,
+        }
+    return {}
+
 
 class RateLimiter:
     """The gateway's limits, counted in memory or in a shared store (Redis)."""
@@ -25,14 +39,19 @@ class RateLimiter:
                 f"FABRIC_RATE_LIMIT={limit!r} is not a rate limit such as '600/minute'."
             ) from None
         try:
-            self._limiter = MovingWindowRateLimiter(storage_from_string(storage_url))
+            self._limiter = MovingWindowRateLimiter(
+                storage_from_string(storage_url, **_storage_options(storage_url))
+            )
         except Exception as exc:
             raise ConfigurationError(
                 f"FABRIC_RATE_LIMIT_STORAGE_URL cannot be used: {type(exc).__name__}: {exc}"
             ) from None
 
     def retry_after(self, key: str) -> int | None:
-        """Count one request for ``key``: None when allowed, else seconds until it would be."""
+        """Count one request for ``key``: None when allowed, else seconds until it would be.
+
+        Blocking (a shared store is asked over the network): call it from a worker thread.
+        """
         try:
             for item in self._items:
                 if not self._limiter.hit(item, key):

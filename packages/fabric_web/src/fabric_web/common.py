@@ -3,9 +3,11 @@ health and request metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fabric_core.db import session_scope
@@ -114,6 +116,26 @@ class AppMetrics:
         return PlainTextResponse(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+# Threads of /health's own, shared by the apps of a process; two, as a check is short.
+_HEALTH_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fabric-health")
+
+
+def _health_checks(runtime: Runtime, checks_storage: bool) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        runtime.check_database()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if checks_storage:
+        try:
+            runtime.check_storage()
+            checks["storage"] = "ok"
+        except OSError as exc:
+            checks["storage"] = f"error: {exc.strerror or type(exc).__name__}"
+    return checks
+
+
 def install_common_routes(app: FastAPI, metrics: AppMetrics, *, checks_storage: bool) -> None:
     """``GET /health`` (DB and storage, 503 when down), ``GET /metrics`` and request counting."""
 
@@ -130,20 +152,16 @@ def install_common_routes(app: FastAPI, metrics: AppMetrics, *, checks_storage: 
         return response
 
     @app.get("/health", tags=["operations"])
-    def health(runtime: RuntimeDep) -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
         """Whether this service can reach its metadata DB (and storage)."""
-        checks: dict[str, str] = {}
-        try:
-            runtime.check_database()
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        if checks_storage:
-            try:
-                runtime.check_storage()
-                checks["storage"] = "ok"
-            except OSError as exc:
-                checks["storage"] = f"error: {exc.strerror or type(exc).__name__}"
+        # Async, reading the runtime itself (a sync dependency would take a pool thread) and
+        # checking on threads of its own: /health answers while slow source calls fill
+        # AnyIO's shared pool of 40 threads.
+        runtime: Runtime = request.app.state.runtime
+        loop = asyncio.get_running_loop()
+        checks = await loop.run_in_executor(
+            _HEALTH_EXECUTOR, _health_checks, runtime, checks_storage
+        )
         healthy = all(value == "ok" for value in checks.values())
         return JSONResponse(
             {"status": "ok" if healthy else "unavailable", "service": metrics.service, **checks},

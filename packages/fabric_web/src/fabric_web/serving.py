@@ -1,4 +1,5 @@
-"""Running Fabric's ASGI apps on threads of one process (tests). Needs uvicorn."""
+"""Running Fabric's ASGI apps: the services' entry points, and threads of one process
+(tests). Needs uvicorn."""
 
 from __future__ import annotations
 
@@ -8,8 +9,29 @@ from dataclasses import dataclass
 
 import uvicorn
 from fabric_core.launcher import free_port
+from fabric_core.settings import Settings
 
-__all__ = ["ThreadedServer", "free_port", "serve_in_thread"]
+__all__ = ["ThreadedServer", "free_port", "serve", "serve_in_thread", "uvicorn_config"]
+
+
+def uvicorn_config(app, settings: Settings, port: int) -> uvicorn.Config:
+    """How a Fabric service is served. X-Forwarded-For is ignored unless
+    FABRIC_FORWARDED_ALLOW_IPS names the proxies that set it: uvicorn's own default trusts
+    it from 127.0.0.1, so anything on the host could pick the client address that rate
+    limits and the audit log go by."""
+    trusted = list(settings.forwarded_allow_ips)
+    return uvicorn.Config(
+        app,
+        host=settings.bind_host,
+        port=port,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
+
+
+def serve(app, settings: Settings, port: int) -> None:
+    """Serve ``app`` until stopped (the ``fabric-gateway``, ``-sync``, ``-dataset`` commands)."""
+    uvicorn.Server(uvicorn_config(app, settings, port)).run()
 
 
 @dataclass
@@ -28,7 +50,15 @@ class ThreadedServer:
 def serve_in_thread(app, *, host: str = "127.0.0.1", port: int | None = None) -> ThreadedServer:
     """Start ``app`` on ``host:port`` (a free port by default) and wait until it accepts."""
     port = port or free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False
+    )
+    return serve_config_in_thread(config)
+
+
+def serve_config_in_thread(config: uvicorn.Config) -> ThreadedServer:
+    """Start a server of ``config`` on a background thread and wait until it accepts."""
+    host, port = config.host, config.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

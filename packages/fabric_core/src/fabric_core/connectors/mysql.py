@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import pymysql
@@ -24,7 +25,12 @@ from fabric_core.catalog.harvest import (
 )
 from fabric_core.connectors.base import error_detail, open_source, source_error
 from fabric_core.connectors.sql import SqlConnector
-from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
+from fabric_core.errors import (
+    InvalidInputError,
+    SourceAuthError,
+    SourceError,
+    SourceUnreachableError,
+)
 
 DEFAULT_PORT = 3306
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -285,6 +291,19 @@ def _quote(identifier: str) -> str:
 class MySQLConnector(SqlConnector):
     kind = "mysql"
     default_port = DEFAULT_PORT
+    transport_options = ()
+
+    def validate_settings(
+        self, values: dict[str, Any], options: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # sslmode is libpq's: accepted here it would be stored and silently not applied,
+        # leaving the user to believe the connection is encrypted.
+        if (options or {}).get("sslmode") is not None:
+            raise InvalidInputError(
+                "MySQL connections do not take sslmode (a PostgreSQL option); "
+                "remove options.sslmode."
+            )
+        return super().validate_settings(values, options)
 
     build_url = staticmethod(build_url)
     connect_args = staticmethod(connect_args)
