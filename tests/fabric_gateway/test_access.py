@@ -122,6 +122,15 @@ def test_each_role_against_each_route(api):
                 assert answer.status_code not in (401, 403), (role, method, path, answer.text)
 
 
+def test_the_openapi_description_says_every_api_route_takes_a_bearer_token(api):
+    spec = api.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            documented = operation.get("security") == [{"HTTPBearer": []}]
+            assert documented == path.startswith("/api"), (method, path)
+
+
 def test_open_routes_need_no_token(api):
     for path in ("/", "/health", "/docs", "/openapi.json"):
         assert api.get(path, headers={"Authorization": ""}).status_code == 200, path

@@ -113,6 +113,8 @@ def test_roots_are_checked_again_at_every_connect(roots, tmp_path):
         ("host=evil", "not a DNS name"),
         ("169.254.169.254", "169.254.0.0/16"),
         ("::ffff:169.254.169.254", "169.254.0.0/16"),
+        ("64:ff9b::a9fe:a9fe", "169.254.0.0/16"),  # NAT64 of 169.254.169.254
+        ("fd20:ce::254", "fd20:ce::254"),
         ("fe80::1", "fe80::/10"),
         ("fd00:ec2::254", "fd00:ec2::254"),
         ("metadata.google.internal", "metadata.google.internal"),

@@ -39,12 +39,16 @@ DEFAULT_HOSTS_DENY: tuple[str, ...] = (
     "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OpenStack metadata, ECS task creds
     "fe80::/10",  # IPv6 link-local
     "fd00:ec2::254/128",  # AWS metadata over IPv6
+    "fd20:ce::254/128",  # GCP metadata over IPv6
     "100.100.100.200/32",  # Alibaba Cloud metadata
     "168.63.129.16/32",  # Azure wire server
     "metadata.google.internal",
     "metadata.goog",
     "metadata",
 )
+
+# The well-known NAT64 prefix (RFC 6052): its last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 _DNS_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?$")
@@ -91,10 +95,14 @@ class HostRules:
         return None
 
     def address_rule(self, address: IPAddress) -> str | None:
-        """The network entry holding an address (IPv4-mapped IPv6 counts as its IPv4)."""
+        """The network entry holding an address (an IPv6 address that carries an IPv4 one,
+        IPv4-mapped or NAT64, counts as that IPv4 address too)."""
         candidates = [address]
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            candidates.append(address.ipv4_mapped)
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped:
+                candidates.append(address.ipv4_mapped)
+            if address in _NAT64:
+                candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         for network in self.networks:
             if any(c.version == network.version and c in network for c in candidates):
                 return str(network)

@@ -11,8 +11,9 @@ from typing import Annotated
 from fabric_core import tokens
 from fabric_core.runtime import Runtime
 from fabric_core.tokens import Principal, Role
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from fabric_gateway.rate_limits import RateLimiter
@@ -99,10 +100,18 @@ def current_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+# The middleware has checked the token already; this only tells the OpenAPI description (and
+# the "Authorize" button of /docs) that every /api route takes a bearer token.
+BearerDoc = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Security(HTTPBearer(auto_error=False, description="An API token (fabric token create).")),
+]
+
+
 def require(role: Role):
     """A dependency that lets through callers whose role includes ``role`` (else 403)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    def check(principal: PrincipalDep, _documented: BearerDoc) -> Principal:
         if not principal.role.includes(role):
             raise HTTPException(
                 status_code=403,
