@@ -7,6 +7,7 @@ from typing import Any
 from fabric_core.catalog.browse import get_table, list_tables
 from fabric_core.catalog.sync import SyncStats, sync_connection
 from fabric_core.connections import connection_spec, create_connection, get_connection
+from fabric_core.paging import MAX_LIMIT, Page
 from fabric_core.runtime import Runtime
 from fabric_core.schemas import ConnectionCreate, TableDetail
 
@@ -44,7 +45,7 @@ def tables_by_name(runtime: Runtime, connection_id: int) -> dict[tuple[str, str]
     with runtime.session_factory() as session:
         return {
             (table.schema_, table.name): get_table(session, table.id)
-            for table in list_tables(session, connection_id).items
+            for table in list_tables(session, connection_id, page=Page(limit=MAX_LIMIT)).items
         }
 
 

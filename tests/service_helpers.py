@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from conftest import TEST_SERVICE_TOKEN
+from fabric_core.bearer import bearer_header
 from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings
 from fabric_dataset.app import create_app as create_dataset
 from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
-from fabric_web.service_auth import bearer_header
 from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
 

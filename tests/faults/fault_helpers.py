@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,17 @@ def fabric_settings(home: Path, **overrides) -> Settings:
     settings = Settings(**{**values, **overrides})
     settings.ensure_home()
     return settings
+
+
+def numbers_table(connection: sqlite3.Connection, rows: int) -> None:
+    """Table ``t`` of ``rows`` numbered text values in a SQLite source."""
+    connection.executescript(
+        f"""
+        CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+        INSERT INTO t SELECT i, 'value ' || i FROM n;
+        """
+    )
 
 
 @contextmanager

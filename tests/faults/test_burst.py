@@ -12,20 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
-from fault_helpers import ADMIN_HEADERS, fabric_processes, fabric_settings, gateway, job_end
+from fault_helpers import (
+    ADMIN_HEADERS,
+    fabric_processes,
+    fabric_settings,
+    gateway,
+    job_end,
+    numbers_table,
+)
 
 CONNECTIONS, SYNCS, BUILDS = 5, 50, 10
 
 
 def _source(path, rows: int) -> None:
     with sqlite3.connect(path) as connection:
-        connection.executescript(
-            f"""
-            CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
-            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-            INSERT INTO t SELECT i, 'value ' || i FROM n;
-            """
-        )
+        numbers_table(connection, rows)
         for i in range(1500):  # a catalog big enough that syncs overlap (about a second each)
             connection.execute(f"CREATE TABLE c{i} (id INTEGER PRIMARY KEY, a TEXT, b INTEGER)")
     connection.close()

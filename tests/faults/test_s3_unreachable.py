@@ -9,7 +9,7 @@ import time
 
 from conftest import seaweedfs
 from fabric_web.serving import free_port
-from fault_helpers import fabric_processes, fabric_settings, gateway, job_end
+from fault_helpers import fabric_processes, fabric_settings, gateway, job_end, numbers_table
 
 ROWS = 2_000_000
 
@@ -17,13 +17,7 @@ ROWS = 2_000_000
 def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_path):
     path = tmp_path / "big.db"
     with sqlite3.connect(path) as connection:
-        connection.executescript(
-            f"""
-            CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
-            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
-            INSERT INTO t SELECT i, 'value ' || i FROM n;
-            """
-        )
+        numbers_table(connection, ROWS)
     connection.close()
     ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
     folder = tmp_path / "s3"

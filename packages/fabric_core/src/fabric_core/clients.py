@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from fabric_core.bearer import bearer_header
 from fabric_core.errors import (
     ConfigurationError,
     ConflictError,
@@ -28,7 +29,7 @@ class ServiceClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer_header(token),
         )
 
     @classmethod

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import httpx
 
+from fabric_core.bearer import bearer_header
 from fabric_core.db import create_metadata_engine
 from fabric_core.demo import create_demo_sources
 from fabric_core.errors import DependencyError, ServiceUnavailableError
@@ -32,9 +33,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         upgrade_database(engine)
     finally:
         engine.dispose()
-    # Secrets are made once, before three processes look for them.
-    settings.resolved_secret_key()
-    admin_token = settings.resolved_admin_token()
+    admin_token = settings.resolved_admin_token()  # start_services settles the other secrets
     ports = {name: free_port() for name in ("gateway_port", "sync_port", "dataset_port")}
     settings = settings.model_copy(
         update={
@@ -64,7 +63,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         with httpx.Client(
             base_url=gateway_url,
             timeout=60,
-            headers={"Authorization": f"Bearer {admin_token}"},
+            headers=bearer_header(admin_token),
             event_hooks={"response": [_refuse_errors]},
         ) as api:
             tables = _register_sync_and_browse(api, sources, echo)

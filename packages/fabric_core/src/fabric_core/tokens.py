@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fabric_core.bearer import token_matches
 from fabric_core.errors import InvalidInputError, NotFoundError
 from fabric_core.models import ApiToken, utcnow
 from fabric_core.paging import Page, Paged
@@ -83,7 +83,7 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
 
 def authenticate(session: Session, value: str, *, bootstrap_admin: str) -> Principal | None:
     """The principal a presented token value stands for, or None (unknown or revoked)."""
-    if hmac.compare_digest(value.encode("utf-8", "surrogatepass"), bootstrap_admin.encode()):
+    if token_matches(value, bootstrap_admin):
         return Principal(token_id=None, name=BOOTSTRAP_ADMIN_NAME, role=Role.ADMIN)
     token = session.scalar(select(ApiToken).where(ApiToken.token_digest == digest(value)))
     if token is None or token.revoked_at is not None:

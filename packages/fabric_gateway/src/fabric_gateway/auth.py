@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fabric_core import tokens
+from fabric_core.bearer import presented_token
 from fabric_core.runtime import Runtime
 from fabric_core.tokens import Principal, Role
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -23,11 +24,8 @@ _MAX_TOKEN_LENGTH = 256
 
 
 def _presented_token(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value or len(value) > _MAX_TOKEN_LENGTH:
-        return None
-    return value
+    value = presented_token(request.headers.get("authorization"))
+    return value if value is not None and len(value) <= _MAX_TOKEN_LENGTH else None
 
 
 def _client_address(request: Request) -> str:

@@ -9,36 +9,13 @@ exist) and any route added later.
 
 from __future__ import annotations
 
-import hmac
-
+from fabric_core.bearer import presented_token, token_matches
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
 SERVICE_TOKEN_STATE = "service_token"
-
-
-def bearer_header(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def presented_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
-
-
-def token_matches(presented: str | None, expected: str | None) -> bool:
-    if not presented or not expected:
-        return False
-    # Constant time: the answer's timing says nothing about how much of a guess was right.
-    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 class ServiceTokenMiddleware:

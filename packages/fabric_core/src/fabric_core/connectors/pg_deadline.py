@@ -12,8 +12,8 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from functools import lru_cache, wraps
 from typing import Any
 
 import psycopg
@@ -42,34 +42,40 @@ def _cut(connection: psycopg.Connection) -> None:
             connected.shutdown(socket.SHUT_RDWR)
 
 
+def _within_deadline(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of a cursor, run under its class's ``deadline_seconds``."""
+
+    @wraps(method)
+    def bounded(self, *args: Any, **kwargs: Any) -> Any:
+        with deadline(self.connection, self.deadline_seconds):
+            return method(self, *args, **kwargs)
+
+    return bounded
+
+
 @lru_cache
 def deadline_cursor_factories(seconds: float) -> tuple[type, type]:
-    """Cursor classes (client-side, server-side) whose calls to the server have a deadline."""
+    """Cursor classes (client-side, server-side) whose calls to the server have a deadline.
 
-    class DeadlineCursor(psycopg.Cursor):
-        def execute(self, *args: Any, **kwargs: Any):
-            with deadline(self.connection, seconds):
-                return super().execute(*args, **kwargs)
-
-        def executemany(self, *args: Any, **kwargs: Any):
-            with deadline(self.connection, seconds):
-                return super().executemany(*args, **kwargs)
-
-    class DeadlineServerCursor(psycopg.ServerCursor):
-        def execute(self, *args: Any, **kwargs: Any):
-            with deadline(self.connection, seconds):
-                return super().execute(*args, **kwargs)
-
-        def fetchone(self):
-            with deadline(self.connection, seconds):
-                return super().fetchone()
-
-        def fetchmany(self, *args: Any, **kwargs: Any):
-            with deadline(self.connection, seconds):
-                return super().fetchmany(*args, **kwargs)
-
-        def fetchall(self):
-            with deadline(self.connection, seconds):
-                return super().fetchall()
-
-    return DeadlineCursor, DeadlineServerCursor
+    A client-side cursor talks to the server only in ``execute``; a server-side one in each
+    fetch too.
+    """
+    client_side = type(
+        "DeadlineCursor",
+        (psycopg.Cursor,),
+        {
+            "deadline_seconds": seconds,
+            "execute": _within_deadline(psycopg.Cursor.execute),
+            "executemany": _within_deadline(psycopg.Cursor.executemany),
+        },
+    )
+    calls = ("execute", "fetchone", "fetchmany", "fetchall")
+    server_side = type(
+        "DeadlineServerCursor",
+        (psycopg.ServerCursor,),
+        {
+            "deadline_seconds": seconds,
+            **{name: _within_deadline(getattr(psycopg.ServerCursor, name)) for name in calls},
+        },
+    )
+    return client_side, server_side
