@@ -74,25 +74,29 @@ def test_a_burst_of_syncs_and_builds_keeps_the_pools_and_the_gateway(tmp_path):
                     health_times.append(time.perf_counter() - started)
                     stop.wait(0.05)
 
+        # One client for the burst, made beforehand: a client per request (an SSL context
+        # each) would load this process while it times /health, not the gateway.
+        burst = httpx.Client(
+            base_url=str(api.base_url),
+            timeout=60,
+            headers=ADMIN_HEADERS,
+            limits=httpx.Limits(max_connections=20),
+        )
+
         def request(n: int) -> httpx.Response:
-            with httpx.Client(
-                base_url=str(api.base_url), timeout=60, headers=ADMIN_HEADERS
-            ) as client:
-                if n < SYNCS:
-                    return client.post(
-                        f"/api/data-connections/{connection_ids[n % CONNECTIONS]}/sync"
-                    )
-                body = {
-                    "name": f"d{n - SYNCS}",
-                    "selection_mode": "tables",
-                    "selected_tables": [table_ids[n % CONNECTIONS]],
-                }
-                return client.post("/api/datasets/unified", json=body)
+            if n < SYNCS:
+                return burst.post(f"/api/data-connections/{connection_ids[n % CONNECTIONS]}/sync")
+            body = {
+                "name": f"d{n - SYNCS}",
+                "selection_mode": "tables",
+                "selected_tables": [table_ids[n % CONNECTIONS]],
+            }
+            return burst.post("/api/datasets/unified", json=body)
 
         watcher = threading.Thread(target=watch_health, daemon=True)
         watcher.start()
         try:
-            with ThreadPoolExecutor(16) as pool:
+            with burst, ThreadPoolExecutor(16) as pool:
                 answers = list(pool.map(request, range(SYNCS + BUILDS)))
             assert [a.status_code for a in answers if a.status_code != 202] == []
             ended = [job_end(api, a.json()["dag_run_id"], timeout=300) for a in answers]
