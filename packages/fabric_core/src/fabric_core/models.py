@@ -192,6 +192,18 @@ class AuditEvent(Base):
     request_id: Mapped[str] = mapped_column(String(64))
 
 
+class OutboxEvent(Base):
+    """Something an operator may want to be told of, recorded in the transaction of the change
+    itself (see fabric_core.events); the alert dispatcher delivers it to subscribed channels."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class UnifiedColumn(Base):
     __tablename__ = "unified_columns"
 
