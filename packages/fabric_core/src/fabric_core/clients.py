@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from fabric_core import log_context
 from fabric_core.bearer import bearer_header
 from fabric_core.errors import (
     ConfigurationError,
@@ -51,6 +52,10 @@ class ServiceClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        # The caller's request id goes along, so the service's log lines of this call (and of
+        # the job it runs) carry the id the user saw.
+        if (request_id := log_context.current("request_id")) is not None:
+            kwargs["headers"] = {"X-Request-ID": request_id, **kwargs.get("headers", {})}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

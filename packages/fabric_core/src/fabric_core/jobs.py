@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -256,7 +257,10 @@ def heartbeat(
                 continue
             last_beat, wait = time.monotonic(), interval
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    # In the job's log context, so its warnings name the job's request and DAG run.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(beat,), name=f"heartbeat-{job_id}", daemon=True
+    )
     thread.start()
     try:
         yield lost

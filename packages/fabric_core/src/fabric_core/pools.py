@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -9,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.jobs import finish_job
+from fabric_core.log_context import bound
 
 
 class JobPool:
@@ -27,7 +29,10 @@ class JobPool:
         self._lock = threading.Lock()
 
     def submit(self, job_id: str, function: Callable[..., None], *args: object) -> Future[None]:
-        future = self._executor.submit(self._run, function, *args)
+        """Run ``function(*args)`` on a free thread, in the submitter's log context (its request
+        id, the job's DAG run) with ``job_id`` bound."""
+        context = contextvars.copy_context()
+        future = self._executor.submit(context.run, self._run, job_id, function, *args)
         with self._lock:
             self._waiting[future] = job_id
         future.add_done_callback(self._forget)
@@ -38,8 +43,9 @@ class JobPool:
         with self._lock:
             return job_id in self._waiting.values()
 
-    def _run(self, function: Callable[..., None], *args: object) -> None:
-        function(*args)
+    def _run(self, job_id: str, function: Callable[..., None], *args: object) -> None:
+        with bound(job_id=job_id):
+            function(*args)
 
     def _forget(self, future: Future[None]) -> None:
         with self._lock:

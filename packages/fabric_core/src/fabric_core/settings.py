@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     """Apply the Alembic migrations when a service starts (embedded mode)."""
 
+    log_format: Literal["text", "json"] = "text"
+    """How the processes write their logs to stderr: ``text`` lines, or ``json`` lines (one
+    object a line, with ``service``, ``request_id``, ``job_id`` and ``dag_run_id``)."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe log level written."""
+
     bind_host: str = "127.0.0.1"
     """Address the services listen on."""
 

@@ -8,7 +8,7 @@ from fabric_dataset.app import create_app
 
 def main() -> None:
     settings = get_settings()
-    serve(create_app(settings), settings, settings.dataset_port)
+    serve(create_app(settings), settings, settings.dataset_port, "dataset")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from fabric_gateway.app import create_app
 
 def main() -> None:
     settings = get_settings()
-    serve(create_app(settings), settings, settings.gateway_port)
+    serve(create_app(settings), settings, settings.gateway_port, "gateway")
 
 
 if __name__ == "__main__":

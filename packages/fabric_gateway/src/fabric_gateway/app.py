@@ -10,6 +10,7 @@ from fabric_core.periodic import Periodic
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings, get_settings
 from fabric_web.common import AppMetrics, install_common_routes, install_error_handlers
+from fabric_web.request_ids import install_request_ids
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mappings.router)
     app.include_router(datasets.router)
     app.include_router(access.router)
+    install_request_ids(app)
 
     @app.get("/", tags=["operations"])
     def root() -> dict[str, str]:

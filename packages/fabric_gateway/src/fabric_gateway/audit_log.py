@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Annotated
 
 from fabric_core.models import AuditEvent
 from fabric_core.runtime import Runtime
 from fabric_core.tokens import Principal
+from fabric_web.error_answers import request_id as request_id_of
 from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
@@ -20,7 +19,6 @@ _CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REFUSED = frozenset({401, 403})
 _UNMATCHED = "unmatched"
 _CLIENT_LENGTH = 64  # audit_events.client
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class AuditNote:
@@ -39,20 +37,18 @@ AuditNoteDep = Annotated[AuditNote, Depends(audit_note)]
 
 
 def install_audit_log(app: FastAPI) -> None:
-    """Give every request an id (``X-Request-ID``) and record the ones the log keeps."""
+    """Record the requests the log keeps, under the id each request was given
+    (fabric_web.request_ids)."""
 
     @app.middleware("http")
     async def _audit(request: Request, call_next):
-        offered = request.headers.get("x-request-id", "")
-        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
-        request.state.request_id = request_id
+        request_id = request_id_of(request)
         try:
             response = await call_next(request)
         except Exception:
             # A change that failed unexpectedly is still an attempt the log must show.
             await _record(request, 500, request_id)
             raise
-        response.headers["X-Request-ID"] = request_id
         await _record(request, response.status_code, request_id)
         return response
 

@@ -8,7 +8,7 @@ from fabric_sync.app import create_app
 
 def main() -> None:
     settings = get_settings()
-    serve(create_app(settings), settings, settings.sync_port)
+    serve(create_app(settings), settings, settings.sync_port, "sync")
 
 
 if __name__ == "__main__":

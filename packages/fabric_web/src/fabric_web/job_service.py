@@ -14,6 +14,7 @@ from fabric_core.errors import InvalidInputError
 from fabric_core.job_kinds import JobKind
 from fabric_core.job_runner import run_job
 from fabric_core.jobs import accept_hand_over, fail_stale_jobs, get_job
+from fabric_core.log_context import bound, job_fields
 from fabric_core.models import Job
 from fabric_core.periodic import Periodic
 from fabric_core.pools import JobPool
@@ -32,6 +33,7 @@ from fabric_web.common import (
     install_common_routes,
     install_error_handlers,
 )
+from fabric_web.request_ids import install_request_ids
 from fabric_web.service_auth import SERVICE_TOKEN_STATE, ServiceTokenMiddleware
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,7 @@ def create_job_service(
     app.add_middleware(ServiceTokenMiddleware)
     install_common_routes(app, metrics, checks_storage=kind.service == "dataset")
     install_job_routes(app, kind, metrics, after_job=after_job)
+    install_request_ids(app)
     return app
 
 
@@ -177,8 +180,12 @@ def install_job_routes(
     params_fields = set(kind.params_schema.model_fields)
 
     def run(runtime: Runtime, job_id: str) -> None:
+        log.info("%s job %s starting", kind.name, job_id)
         job = metrics.track(runtime, job_id, lambda: run_job(kind, runtime, job_id))
-        if job is not None and after_job is not None:
+        if job is None:
+            return
+        log.info("%s job %s ended %s", kind.name, job_id, job.status)
+        if after_job is not None:
             after_job(job)
 
     def process(
@@ -193,7 +200,8 @@ def install_job_routes(
             runtime.session_factory, body.job_id, runtime.settings.job_handover_seconds
         )
         if accepted:
-            request.app.state.workers.submit(body.job_id, run, runtime, body.job_id)
+            with bound(**job_fields(job.id, job.orchestrator)):
+                request.app.state.workers.submit(body.job_id, run, runtime, body.job_id)
         return JobAccepted(job_id=job.id, status=job.status, accepted=accepted)
 
     process.__doc__ = (

@@ -9,16 +9,18 @@ from dataclasses import dataclass
 
 import uvicorn
 from fabric_core.launcher import free_port
+from fabric_core.log_context import logging_config
 from fabric_core.settings import Settings
 
 __all__ = ["ThreadedServer", "free_port", "serve", "serve_in_thread", "uvicorn_config"]
 
 
-def uvicorn_config(app, settings: Settings, port: int) -> uvicorn.Config:
-    """How a Fabric service is served. X-Forwarded-For is ignored unless
-    FABRIC_FORWARDED_ALLOW_IPS names the proxies that set it: uvicorn's own default trusts
-    it from 127.0.0.1, so anything on the host could pick the client address that rate
-    limits and the audit log go by."""
+def uvicorn_config(app, settings: Settings, port: int, service: str = "fabric") -> uvicorn.Config:
+    """How a Fabric service is served, its logs written as FABRIC_LOG_FORMAT says.
+
+    X-Forwarded-For is ignored unless FABRIC_FORWARDED_ALLOW_IPS names the proxies that set
+    it: uvicorn's own default trusts it from 127.0.0.1, so anything on the host could pick the
+    client address that rate limits and the audit log go by."""
     trusted = list(settings.forwarded_allow_ips)
     return uvicorn.Config(
         app,
@@ -26,12 +28,13 @@ def uvicorn_config(app, settings: Settings, port: int) -> uvicorn.Config:
         port=port,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or None,
+        log_config=logging_config(service, settings.log_format, settings.log_level),
     )
 
 
-def serve(app, settings: Settings, port: int) -> None:
+def serve(app, settings: Settings, port: int, service: str) -> None:
     """Serve ``app`` until stopped (the ``fabric-gateway``, ``-sync``, ``-dataset`` commands)."""
-    uvicorn.Server(uvicorn_config(app, settings, port)).run()
+    uvicorn.Server(uvicorn_config(app, settings, port, service)).run()
 
 
 @dataclass
