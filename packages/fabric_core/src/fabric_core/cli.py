@@ -61,7 +61,11 @@ def db_upgrade(
     """Apply the metadata DB migrations."""
     settings = get_settings()
     settings.ensure_home()
-    engine = create_metadata_engine(settings.resolved_database_url)
+    engine = create_metadata_engine(
+        settings.resolved_database_url,
+        connect_timeout=settings.metadata_connect_timeout,
+        statement_timeout=None,  # migrations
+    )
     try:
         upgrade_database(engine, revision)
         typer.echo(f"metadata DB at revision {current_revision(engine)}")

@@ -13,8 +13,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def create_metadata_engine(url: str) -> Engine:
-    """An engine for the metadata DB; SQLite gets WAL and a busy timeout for many writers."""
+def create_metadata_engine(
+    url: str, *, connect_timeout: float = 10.0, statement_timeout: float | None = 300.0
+) -> Engine:
+    """An engine for the metadata DB; SQLite gets WAL and a busy timeout for many writers.
+
+    On a server DB, connecting gives up after ``connect_timeout`` seconds and one statement
+    (lock waits included) after ``statement_timeout`` (None: no limit, for migrations), so a
+    stalled metadata DB is an error the caller handles (a 503, a heartbeat retried), never a
+    thread blocked for good. SQLite's lock waits are bounded by its busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -23,7 +30,28 @@ def create_metadata_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=connect_timeout,
+        connect_args=_server_timeouts(
+            parsed.get_backend_name(), connect_timeout, statement_timeout
+        ),
+    )
+
+
+def _server_timeouts(
+    backend: str, connect_timeout: float, statement_timeout: float | None
+) -> dict[str, object]:
+    if backend != "postgresql":
+        return {}
+    # libpq counts connect_timeout in whole seconds, and takes at least 2.
+    timeouts: dict[str, object] = {"connect_timeout": max(2, round(connect_timeout))}
+    if statement_timeout is not None:
+        timeouts["options"] = f"-c statement_timeout={round(statement_timeout * 1000)}"
+    return timeouts
 
 
 def _create_private_file(path: Path) -> None:

@@ -28,7 +28,11 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     for name, (path, created) in sources.items():
         echo(f"source {name:8} {'created' if created else 'reused '} {path}")
 
-    engine = create_metadata_engine(settings.resolved_database_url)
+    engine = create_metadata_engine(
+        settings.resolved_database_url,
+        connect_timeout=settings.metadata_connect_timeout,
+        statement_timeout=None,  # migrations
+    )
     try:
         upgrade_database(engine)
     finally:

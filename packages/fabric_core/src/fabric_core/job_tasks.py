@@ -77,7 +77,11 @@ def run_job_task(
 def record_task_failure(job_id: str, reason: str, settings: Settings | None = None) -> bool:
     """Record a task's final failure on the job row (no-op if the job has already ended)."""
     settings = settings or get_settings()
-    engine = create_metadata_engine(settings.resolved_database_url)
+    engine = create_metadata_engine(
+        settings.resolved_database_url,
+        connect_timeout=settings.metadata_connect_timeout,
+        statement_timeout=settings.metadata_statement_timeout,
+    )
     try:
         ended = finish_job(
             create_session_factory(engine), job_id, status="failed", error=reason[:4000]

@@ -52,9 +52,21 @@ class Runtime:
 def create_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime:
     """Open the metadata DB (migrating it in embedded mode) and the secret box."""
     settings.ensure_home()
-    engine = create_metadata_engine(settings.resolved_database_url)
     if settings.auto_migrate if migrate is None else migrate:
-        upgrade_database(engine)
+        migration_engine = create_metadata_engine(
+            settings.resolved_database_url,
+            connect_timeout=settings.metadata_connect_timeout,
+            statement_timeout=None,
+        )
+        try:
+            upgrade_database(migration_engine)
+        finally:
+            migration_engine.dispose()
+    engine = create_metadata_engine(
+        settings.resolved_database_url,
+        connect_timeout=settings.metadata_connect_timeout,
+        statement_timeout=settings.metadata_statement_timeout,
+    )
     return Runtime(
         settings=settings,
         engine=engine,

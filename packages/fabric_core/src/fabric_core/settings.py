@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the metadata DB; default: SQLite file ``{home}/fabric.db``."""
 
+    metadata_connect_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to connect to a server metadata DB (PostgreSQL) before giving up."""
+
+    metadata_statement_timeout: float = Field(default=300.0, gt=0)
+    """Seconds one metadata DB statement (lock waits included) may take on PostgreSQL; migrations
+    run without it."""
+
     secret_key: str | None = None
     """Key that encrypts connection passwords; default: generated into ``{home}/secret.key``."""
 
