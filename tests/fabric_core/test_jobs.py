@@ -7,7 +7,10 @@ import time
 
 import pytest
 from fabric_core import jobs
-from fabric_core.errors import NotFoundError
+from fabric_core.errors import JobCancelledError, NotFoundError
+from fabric_core.job_kinds import SYNC
+from fabric_core.job_runner import JobContext
+from sqlalchemy.exc import OperationalError
 
 
 @pytest.fixture
@@ -122,8 +125,6 @@ class _FlakyFactory:
     def begin(self):
         if self.failures:
             self.failures -= 1
-            from sqlalchemy.exc import OperationalError
-
             raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
         return self.factory.begin()
 
@@ -155,3 +156,34 @@ def test_a_heartbeat_that_cannot_beat_says_so_so_the_work_stops(runtime):
     flaky = _FlakyFactory(runtime.session_factory, failures=10_000)
     with jobs.heartbeat(flaky, job_id, 0.05, give_up_after=0.3) as lost:
         assert lost.wait(5)
+
+
+class _BlockingFactory:
+    """A session factory whose transactions hang (a metadata DB that stopped answering)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def begin(self):
+        self.release.wait(30)
+        raise OperationalError("UPDATE jobs", {}, Exception("connection lost"))
+
+
+def test_a_heartbeat_that_blocks_counts_as_lost(runtime):
+    job_id = _running_job(runtime)
+    blocked = _BlockingFactory()
+    try:
+        with jobs.heartbeat(blocked, job_id, 0.05, give_up_after=0.3) as lost:
+            assert not lost.is_set()
+            assert lost.wait(5)  # no error was ever raised: the silence alone says it
+    finally:
+        blocked.release.set()
+
+
+def test_a_worker_whose_job_was_failed_as_stale_stops(runtime):
+    job_id = _running_job(runtime)
+    context = JobContext(SYNC, runtime, job_id)
+    context.raise_if_cancelled()  # running: the work goes on
+    jobs.finish_job(runtime.session_factory, job_id, status="failed", error="stale")
+    with pytest.raises(JobCancelledError, match=r"ended \(failed\)"):
+        context.raise_if_cancelled()

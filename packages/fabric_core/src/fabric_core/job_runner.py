@@ -4,7 +4,6 @@ records the outcome. Every kind of job runs through :func:`run_job`."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,13 +16,14 @@ from fabric_core.crypto import redact
 from fabric_core.errors import FabricError, JobCancelledError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import (
+    Pulse,
     claim_job,
     end_job,
     finish_job,
     get_job,
     heartbeat,
-    is_cancelled,
     set_progress,
+    status_unless_running,
 )
 from fabric_core.runtime import Runtime
 
@@ -39,7 +39,7 @@ class JobContext:
     job_id: str
     ended: bool = False
     secrets: set[str] = field(default_factory=set, repr=False)
-    heartbeat_lost: threading.Event = field(default_factory=threading.Event, repr=False)
+    heartbeat_lost: Pulse = field(default_factory=Pulse, repr=False)
     _checked_at: float = field(default=0.0, repr=False)
 
     def add_secrets(self, secrets: Iterable[str | None]) -> None:
@@ -60,8 +60,13 @@ class JobContext:
         if now - self._checked_at < min_interval:
             return
         self._checked_at = now
-        if is_cancelled(self.runtime.read_session_factory, self.job_id):
+        status = status_unless_running(self.runtime.read_session_factory, self.job_id)
+        if status == "cancelled":
             raise JobCancelledError("The job was cancelled.")
+        if status is not None:
+            # Failed as stale (a heartbeat blocked longer than the stale window) or ended by
+            # someone else: finishing would publish work for a job that already ended.
+            raise JobCancelledError(f"The job ended ({status}) while its work ran; it stops.")
 
     def set_progress(self, fraction: float) -> None:
         with self.runtime.session_factory.begin() as session:

@@ -201,9 +201,12 @@ def active_job_count(session: Session, connection_id: int) -> int:
     )
 
 
-def is_cancelled(session_factory: sessionmaker[Session], job_id: str) -> bool:
+def status_unless_running(session_factory: sessionmaker[Session], job_id: str) -> str | None:
+    """The job's status when it is no longer running (cancelled, or failed as stale while its
+    worker went on), else None: a worker stops work that can no longer count."""
     with session_factory() as session:
-        return session.scalar(select(Job.status).where(Job.id == job_id)) == "cancelled"
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return None if status == "running" else status
 
 
 def cancel_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
@@ -220,6 +223,37 @@ def cancel_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
         return get_job(session, job_id)
 
 
+class Pulse:
+    """Whether a job's heartbeat still lands: lost once no beat has landed for
+    ``give_up_after`` seconds, whether the beats fail or block (a DB call that hangs raises
+    nothing), or when :meth:`set` says so. Reads like a :class:`threading.Event`."""
+
+    def __init__(self, give_up_after: float | None = None) -> None:
+        self.give_up_after = give_up_after
+        self._last_beat = time.monotonic()
+        self._given_up = threading.Event()
+
+    def beat(self) -> None:
+        self._last_beat = time.monotonic()
+
+    def set(self) -> None:
+        self._given_up.set()
+
+    def is_set(self) -> bool:
+        if self._given_up.is_set():
+            return True
+        silent = time.monotonic() - self._last_beat
+        return self.give_up_after is not None and silent > self.give_up_after
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return True
+
+
 @contextmanager
 def heartbeat(
     session_factory: sessionmaker[Session],
@@ -227,20 +261,20 @@ def heartbeat(
     interval: float,
     *,
     give_up_after: float | None = None,
-) -> Iterator[threading.Event]:
+) -> Iterator[Pulse]:
     """Mark the running job alive every ``interval`` seconds while the block runs.
 
     A job whose worker died (a killed service) stops beating, and :func:`fail_stale_jobs`
     ends it instead of leaving it ``running`` forever. A beat that fails (the metadata DB
-    away for a moment) is logged and tried again sooner; when no beat has landed for
-    ``give_up_after`` seconds the yielded event is set, and the work should stop: the job is
-    about to be failed as stale, and its result would be thrown away.
+    away for a moment) is logged and tried again sooner. When no beat has landed for
+    ``give_up_after`` seconds (failing or blocked) the yielded pulse is set, and the work
+    should stop: the job is about to be failed as stale, and its result would be thrown away.
     """
-    stop, lost = threading.Event(), threading.Event()
-    give_up_after = give_up_after if give_up_after is not None else 4 * interval
+    stop = threading.Event()
+    pulse = Pulse(give_up_after if give_up_after is not None else 4 * interval)
 
     def beat() -> None:
-        last_beat, wait = time.monotonic(), interval
+        wait = interval
         while not stop.wait(wait):
             try:
                 with session_factory.begin() as session:
@@ -251,11 +285,10 @@ def heartbeat(
                     )
             except Exception as exc:  # any DB error: keep trying until it is too late
                 log.warning("heartbeat of job %s failed: %s", job_id, type(exc).__name__)
-                if time.monotonic() - last_beat > give_up_after:
-                    lost.set()
                 wait = min(interval, max(0.5, wait / 2))
                 continue
-            last_beat, wait = time.monotonic(), interval
+            pulse.beat()
+            wait = interval
 
     # In the job's log context, so its warnings name the job's request and DAG run.
     thread = threading.Thread(
@@ -263,10 +296,12 @@ def heartbeat(
     )
     thread.start()
     try:
-        yield lost
+        yield pulse
     finally:
         stop.set()
-        thread.join()
+        # A beat blocked in the DB must not hold up the job's end: the daemon thread ends
+        # when its call returns or errs (the metadata statement timeout bounds it).
+        thread.join(timeout=max(1.0, interval))
 
 
 def fail_stale_jobs(
