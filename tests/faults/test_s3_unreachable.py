@@ -64,3 +64,46 @@ def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_
                 assert rebuilt["status"] == "success", rebuilt["error"]
                 dataset = api.get("/api/datasets/big").json()
                 assert (dataset["status"], dataset["row_count"]) == ("ready", ROWS)
+
+
+def test_a_delete_whose_s3_is_away_is_finished_by_the_sweep_once_it_is_back(tmp_path):
+    path = tmp_path / "small.db"
+    with sqlite3.connect(path) as connection:
+        numbers_table(connection, 1_000)
+    connection.close()
+    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+    folder = tmp_path / "s3"
+    folder.mkdir()
+    with seaweedfs(folder, ports) as (s3, weed):
+        settings = fabric_settings(
+            tmp_path / "home", sweep_seconds=0.5, **s3.settings_update("deleting")
+        )
+        with fabric_processes(settings, tmp_path / "logs"), gateway(settings) as api:
+            body = {"name": "s", "kind": "sqlite", "database": str(path)}
+            source = api.post("/api/data-connections", json=body).json()
+            synced = api.post(f"/api/data-connections/{source['id']}/sync").json()
+            assert job_end(api, synced["dag_run_id"])["status"] == "success"
+            table_id = api.get(f"/api/data-connections/{source['id']}/tables").json()[0]["id"]
+            request = {"name": "small", "selection_mode": "tables", "selected_tables": [table_id]}
+            built = api.post("/api/datasets/unified", json=request).json()
+            assert job_end(api, built["dag_run_id"])["status"] == "success"
+            dataset_dir = f"{s3.bucket}/deleting/datasets/small"
+            assert s3.filesystem().exists(f"{dataset_dir}/v1")
+
+            weed.kill()  # S3 is gone
+            weed.wait()
+            refused = api.delete("/api/datasets/small")
+            assert refused.status_code == 503, refused.text
+            assert "marked for deletion" in refused.json()["detail"]
+            assert api.get("/api/datasets/small").json()["status"] == "deleting"
+            rebuild = api.post("/api/datasets/unified", json=request)
+            assert rebuild.status_code == 409 and "being deleted" in rebuild.json()["detail"]
+
+            with seaweedfs(folder, ports) as (s3_again, _):  # back: the sweep finishes it
+                deadline = time.monotonic() + 60
+                while api.get("/api/datasets/small").status_code != 404:
+                    assert time.monotonic() < deadline, "the deletion was not finished"
+                    time.sleep(0.2)
+                assert not s3_again.filesystem().exists(f"{dataset_dir}/v1")
+                again = api.post("/api/datasets/unified", json=request).json()
+                assert job_end(api, again["dag_run_id"])["status"] == "success"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fabric_core.connections import connection_spec
 from fabric_core.crypto import SecretBox
+from fabric_core.dataset_states import DELETING
 from fabric_core.datasets.build import (
     MANIFEST,
     BuildResult,
@@ -21,6 +22,7 @@ from fabric_core.datasets.build import (
     write_version,
 )
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
+from fabric_core.datasets.service import finish_deletions
 from fabric_core.datasets.storage import Storage
 from fabric_core.errors import ConflictError, InvalidInputError, JobCancelledError
 from fabric_core.job_kinds import DATASET
@@ -54,7 +56,10 @@ def queue_dataset(
 ) -> tuple[Job, DatasetPlan]:
     """Check the request against the catalog and queue ``dataset_{name}_{unix_ts}``."""
     plan = plan_dataset(session, request, box)
-    dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
+    # Locked: a DELETE of the same dataset waits for this request, or this one sees it.
+    dataset = session.scalar(select(Dataset).where(Dataset.name == request.name).with_for_update())
+    if dataset is not None and dataset.status == DELETING:
+        raise ConflictError(f"Dataset {request.name!r} is being deleted; build it again after.")
     if dataset is None:
         dataset = Dataset(name=request.name, storage_type=request.storage_type, status="queued")
         session.add(dataset)
@@ -217,6 +222,15 @@ def _discard(
             )
         return
     mark_removed(session_factory, dataset.id, version, job_id)
+
+
+def sweep_datasets(runtime: Runtime) -> None:
+    """The dataset service's recovery sweep: versions builds left behind, and deletions that
+    storage interrupted."""
+    remove_abandoned_versions(runtime)
+    finished = finish_deletions(runtime.session_factory, runtime.storage)
+    if finished:
+        log.warning("finished %d dataset deletion(s) that storage had interrupted", finished)
 
 
 def remove_abandoned_versions(runtime: Runtime) -> int:

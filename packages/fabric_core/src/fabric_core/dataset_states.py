@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from fabric_core.models import Dataset, DatasetVersion, Job
 
 ACTIVE = ("queued", "running")
+# A dataset being deleted: no build may start; its files go, then its rows (datasets.service).
+DELETING = "deleting"
 
 
 def dataset_job_ended(session: Session, job: Job, status: str) -> None:

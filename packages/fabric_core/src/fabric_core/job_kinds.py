@@ -163,7 +163,7 @@ DATASET = JobKind(
     dag_params={"request": {"type": "object", "description": "The dataset request"}},
     conf_key="request",
     on_end="fabric_core.dataset_states:dataset_job_ended",
-    sweep="fabric_core.dataset_jobs:remove_abandoned_versions",
+    sweep="fabric_core.dataset_jobs:sweep_datasets",
 )
 
 JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (SYNC, DATASET)}

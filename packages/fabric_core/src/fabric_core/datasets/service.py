@@ -6,20 +6,22 @@ import base64
 import datetime as dt
 import decimal
 import itertools
+import logging
 from collections import Counter
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.crypto import SecretBox
+from fabric_core.dataset_states import DELETING
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.reading import read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
-from fabric_core.errors import ConflictError, NotFoundError
+from fabric_core.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from fabric_core.models import Dataset, DatasetVersion, Job
 from fabric_core.paging import Page, Paged
 from fabric_core.schemas import (
@@ -31,6 +33,8 @@ from fabric_core.schemas import (
     DatasetVersionPublic,
 )
 from fabric_core.source_policy import SourcePolicy
+
+log = logging.getLogger(__name__)
 
 
 def get_dataset(session: Session, name: str) -> Dataset:
@@ -102,17 +106,59 @@ def list_datasets(session: Session, page: Page = Page()) -> Paged[DatasetPublic]
     return Paged(items, page.total(session, query))
 
 
-def delete_dataset(session: Session, storage: Storage, name: str) -> None:
-    """Delete a dataset, every version's files included; refused while a build runs."""
-    dataset = get_dataset(session, name)
-    building = session.scalar(
-        select(Job.id).where(Job.dataset_name == name, Job.status.in_(("queued", "running")))
-    )
-    if building:
-        raise ConflictError(f"Dataset {name!r} is being built by job {building}; wait for it.")
-    storage.remove_tree(storage.dataset_dir(name))
-    session.delete(dataset)
-    session.flush()
+def delete_dataset(session_factory: sessionmaker[Session], storage: Storage, name: str) -> None:
+    """Delete a dataset, every version's files included; refused while a build is queued or
+    runs.
+
+    Three steps, so no transaction is open during storage I/O (on SQLite it would hold the
+    database's write lock): mark the dataset ``deleting`` (no build may start from then on),
+    remove its files, then its rows. When storage cannot be reached, the dataset stays
+    ``deleting``: a DELETE again, or the dataset service's sweep, finishes the work.
+
+    Raises:
+        NotFoundError, ConflictError; ServiceUnavailableError when the files could not be
+        removed (the dataset stays ``deleting``).
+    """
+    with session_factory.begin() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == name).with_for_update())
+        if dataset is None:
+            raise NotFoundError(f"No dataset named {name!r}.")
+        building = session.scalar(
+            select(Job.id).where(Job.dataset_name == name, Job.status.in_(("queued", "running")))
+        )
+        if building:
+            raise ConflictError(f"Dataset {name!r} is being built by job {building}; wait for it.")
+        dataset.status = DELETING
+    finish_deletion(session_factory, storage, name)
+
+
+def finish_deletion(session_factory: sessionmaker[Session], storage: Storage, name: str) -> None:
+    """Remove the files, then the rows, of a dataset marked ``deleting``."""
+    try:
+        storage.remove_tree(storage.dataset_dir(name))
+    except Exception as exc:  # s3fs and botocore raise more than OSError when S3 is away
+        raise ServiceUnavailableError(
+            f"Dataset {name!r} is marked for deletion, but its files could not be removed "
+            f"now (storage: {type(exc).__name__}); DELETE it again, or the dataset service's "
+            "sweep finishes it."
+        ) from None
+    with session_factory.begin() as session:
+        session.execute(delete(Dataset).where(Dataset.name == name, Dataset.status == DELETING))
+
+
+def finish_deletions(session_factory: sessionmaker[Session], storage: Storage) -> int:
+    """The sweep's part: finish deletions that storage interrupted; returns how many ended."""
+    with session_factory() as session:
+        names = session.scalars(select(Dataset.name).where(Dataset.status == DELETING)).all()
+    finished = 0
+    for name in names:
+        try:
+            finish_deletion(session_factory, storage, name)
+        except ServiceUnavailableError as exc:
+            log.warning("%s", exc.message)
+            continue
+        finished += 1
+    return finished
 
 
 def json_safe(value: Any) -> Any:

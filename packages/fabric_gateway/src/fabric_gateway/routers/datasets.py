@@ -94,7 +94,8 @@ def read_dataset_rows(
 
 
 @router.delete("/{name}", status_code=204, dependencies=[EDITOR])
-def delete_dataset(name: str, session: SessionDep, runtime: RuntimeDep) -> Response:
-    """Delete a dataset and every version's files."""
-    service.delete_dataset(session, runtime.storage, name)
+def delete_dataset(name: str, runtime: RuntimeDep) -> Response:
+    """Delete a dataset and every version's files (503 when storage cannot be reached: the
+    dataset stays ``deleting``; DELETE again)."""
+    service.delete_dataset(runtime.session_factory, runtime.storage, name)
     return Response(status_code=204)
