@@ -80,3 +80,35 @@ def test_preview_and_build_keep_every_column_under_a_distinct_name(api, tables):
     assert frame.columns == EXPECTED
     assert sorted(frame["name_2"].to_list()) == ["l2", "lower", "other lower"]
     assert len({c.casefold() for c in frame.columns}) == len(frame.columns)
+
+
+def test_a_new_colliding_column_does_not_rename_the_columns_a_version_had(api, pg_database):
+    database = pg_database()
+    pg_execute(
+        database,
+        "CREATE TABLE people (id integer PRIMARY KEY, name text);"
+        "INSERT INTO people VALUES (1, 'lower');",
+    )
+    body = {"name": "pg", "kind": "postgresql", "host": PG_HOST, "database": database}
+    connection = api.post("/api/data-connections", json={**body, "username": PG_USER}).json()
+
+    def build() -> list[str]:
+        synced = api.post(f"/api/data-connections/{connection['id']}/sync").json()
+        assert wait_for_job(api, synced["dag_run_id"])["status"] == "success"
+        table_id = api.get(f"/api/data-connections/{connection['id']}/tables").json()[0]["id"]
+        request = {"name": "people", "selection_mode": "tables", "selected_tables": [table_id]}
+        answer = api.post("/api/datasets/unified", json=request)
+        assert wait_for_job(api, answer.json()["dag_run_id"])["status"] == "success"
+        return [c["name"] for c in api.get("/api/datasets/people").json()["columns"]]
+
+    assert build()[:2] == ["id", "name"]
+    # The table comes back with "Name" placed before "name": "name" keeps its output name.
+    pg_execute(
+        database,
+        'DROP TABLE people; CREATE TABLE people (id integer PRIMARY KEY, "Name" text, name text);'
+        "INSERT INTO people VALUES (1, 'Upper', 'lower');",
+    )
+    assert build()[:3] == ["id", "Name_2", "name"]
+    dataset = api.get("/api/datasets/people").json()
+    frame = pl.read_parquet(dataset["location"].removeprefix("file://") + "/part-00000.parquet")
+    assert frame.row(0, named=True)["name"] == "lower"

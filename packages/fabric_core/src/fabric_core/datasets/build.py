@@ -265,5 +265,6 @@ def manifest(
             for s in plan.sources
         ],
         "mapping_snapshot": plan.mapping_snapshot,
+        "output_names": plan.output_names,
         "request": request.model_dump(),
     }

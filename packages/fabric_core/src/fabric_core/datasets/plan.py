@@ -22,6 +22,8 @@ from fabric_core.models import (
     CatalogTable,
     ColumnMapping,
     Connection,
+    Dataset,
+    DatasetVersion,
     UnifiedColumn,
     ValueMapping,
 )
@@ -74,6 +76,9 @@ class DatasetPlan:
     output: list[OutputColumn]
     sources: list[SourceTable]
     mapping_snapshot: dict[str, Any]
+    # Each wanted name (a unified column's, or a source column's) and the output name it got;
+    # kept in the manifest so the next version gives the same names.
+    output_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> pl.Schema:
@@ -127,8 +132,19 @@ def plan_dataset(
         if request.apply_value_mappings
         else {}
     )
+    output_name_of = _OutputNames()
+    for columns in selected.values():  # unified columns keep their names before any other
+        for column in columns:
+            if column.id in mapped:
+                output_name_of(mapped[column.id].name)
+    wanted = {
+        mapped[c.id].name if c.id in mapped else c.name for cols in selected.values() for c in cols
+    }
+    for name, output_name in _previous_output_names(session, request.name).items():
+        if name in wanted:
+            output_name_of.keep(name, output_name)
     sources, by_output_name = _source_tables(
-        session, tables, selected, mapped, value_maps, box, policy
+        tables, selected, mapped, value_maps, box, policy, output_name_of
     )
     output = [_output_column(name, members, mapped) for name, members in by_output_name.items()]
     return DatasetPlan(
@@ -136,7 +152,19 @@ def plan_dataset(
         output=output + [OutputColumn(name, "string", pl.String()) for name in PROVENANCE_COLUMNS],
         sources=sources,
         mapping_snapshot=_snapshot(sources, mapped, value_maps),
+        output_names=output_name_of.assigned,
     )
+
+
+def _previous_output_names(session: Session, dataset_name: str) -> dict[str, str]:
+    """The output names the dataset's current version gave (empty for a new dataset, or a
+    version written before manifests kept them)."""
+    manifest = session.scalar(
+        select(DatasetVersion.manifest)
+        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .where(Dataset.name == dataset_name, DatasetVersion.version == Dataset.current_version)
+    )
+    return dict((manifest or {}).get("output_names", {}))
 
 
 def _chosen_columns(session: Session, request: DatasetRequest) -> dict[int, list[CatalogColumn]]:
@@ -216,12 +244,24 @@ class _OutputNames:
     A column keeps its name (its unified column's, or its own) unless another output column
     already has that name ignoring case, or it is a provenance column's: then it becomes
     ``name_2``, ``name_3``... (the first free). The same name always gets the same output name,
-    so same-named columns of several tables still line up.
+    so same-named columns of several tables still line up; and a name keeps the output name
+    the previous version gave it (:meth:`keep`), so a new column that sorts first does not
+    rename the others.
     """
 
     def __init__(self) -> None:
         self._assigned: dict[str, str] = {}
         self._taken = {name.casefold() for name in PROVENANCE_COLUMNS}
+
+    @property
+    def assigned(self) -> dict[str, str]:
+        return dict(self._assigned)
+
+    def keep(self, wanted: str, output_name: str) -> None:
+        """Give ``wanted`` the output name a previous version gave it, if still free."""
+        if wanted not in self._assigned and output_name.casefold() not in self._taken:
+            self._assigned[wanted] = output_name
+            self._taken.add(output_name.casefold())
 
     def __call__(self, wanted: str) -> str:
         if wanted in self._assigned:
@@ -235,15 +275,10 @@ class _OutputNames:
         return name
 
 
-def _source_tables(session, tables, selected, mapped, value_maps, box, policy):
+def _source_tables(tables, selected, mapped, value_maps, box, policy, output_name_of):
     sources: list[SourceTable] = []
     by_output_name: dict[str, list[SourceColumn]] = {}
     specs: dict[int, ConnectionSpec] = {}
-    output_name_of = _OutputNames()
-    for columns in selected.values():  # unified columns keep their names before any other
-        for column in columns:
-            if column.id in mapped:
-                output_name_of(mapped[column.id].name)
     for table_id, columns in selected.items():
         table, schema_name, connection = tables[table_id]
         if connection.id not in specs:
