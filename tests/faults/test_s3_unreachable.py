@@ -14,14 +14,30 @@ from fault_helpers import fabric_processes, fabric_settings, gateway, job_end, n
 ROWS = 2_000_000
 
 
-def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_path):
-    path = tmp_path / "big.db"
+def _source_and_s3_folder(tmp_path, rows: int):
+    """A sqlite source of ``rows`` numbered rows, a folder for S3's data, and the ports S3 is
+    started on again after it was stopped."""
+    path = tmp_path / "source.db"
     with sqlite3.connect(path) as connection:
-        numbers_table(connection, ROWS)
+        numbers_table(connection, rows)
     connection.close()
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
     folder = tmp_path / "s3"
     folder.mkdir()
+    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+    return path, folder, ports
+
+
+def _synced_table(api, path) -> int:
+    """The id of the one table of the sqlite file at ``path``, registered and synced."""
+    body = {"name": "s", "kind": "sqlite", "database": str(path)}
+    source = api.post("/api/data-connections", json=body).json()
+    synced = api.post(f"/api/data-connections/{source['id']}/sync").json()
+    assert job_end(api, synced["dag_run_id"])["status"] == "success"
+    return api.get(f"/api/data-connections/{source['id']}/tables").json()[0]["id"]
+
+
+def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_path):
+    path, folder, ports = _source_and_s3_folder(tmp_path, ROWS)
     with seaweedfs(folder, ports) as (s3, weed):
         settings = fabric_settings(
             tmp_path / "home",
@@ -31,11 +47,7 @@ def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_
             **s3.settings_update("gone"),
         )
         with fabric_processes(settings, tmp_path / "logs"), gateway(settings) as api:
-            body = {"name": "s", "kind": "sqlite", "database": str(path)}
-            source = api.post("/api/data-connections", json=body).json()
-            synced = api.post(f"/api/data-connections/{source['id']}/sync").json()
-            assert job_end(api, synced["dag_run_id"])["status"] == "success"
-            table_id = api.get(f"/api/data-connections/{source['id']}/tables").json()[0]["id"]
+            table_id = _synced_table(api, path)
             request = {"name": "big", "selection_mode": "tables", "selected_tables": [table_id]}
             version_dir = f"{s3.bucket}/gone/datasets/big/v1"
 
@@ -67,23 +79,13 @@ def test_a_build_whose_s3_goes_away_fails_and_is_cleaned_up_when_it_is_back(tmp_
 
 
 def test_a_delete_whose_s3_is_away_is_finished_by_the_sweep_once_it_is_back(tmp_path):
-    path = tmp_path / "small.db"
-    with sqlite3.connect(path) as connection:
-        numbers_table(connection, 1_000)
-    connection.close()
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
-    folder = tmp_path / "s3"
-    folder.mkdir()
+    path, folder, ports = _source_and_s3_folder(tmp_path, 1_000)
     with seaweedfs(folder, ports) as (s3, weed):
         settings = fabric_settings(
             tmp_path / "home", sweep_seconds=0.5, **s3.settings_update("deleting")
         )
         with fabric_processes(settings, tmp_path / "logs"), gateway(settings) as api:
-            body = {"name": "s", "kind": "sqlite", "database": str(path)}
-            source = api.post("/api/data-connections", json=body).json()
-            synced = api.post(f"/api/data-connections/{source['id']}/sync").json()
-            assert job_end(api, synced["dag_run_id"])["status"] == "success"
-            table_id = api.get(f"/api/data-connections/{source['id']}/tables").json()[0]["id"]
+            table_id = _synced_table(api, path)
             request = {"name": "small", "selection_mode": "tables", "selected_tables": [table_id]}
             built = api.post("/api/datasets/unified", json=request).json()
             assert job_end(api, built["dag_run_id"])["status"] == "success"
