@@ -73,7 +73,8 @@ def test_a_job_submitted_twice_runs_once(service, queued_job):
     assert value(metrics, "fabric_job_run_duration_seconds_count", kind="sync", status="success")
     assert value(metrics, "fabric_catalog_changes_total", object="table", change="added") == 1
     assert value(metrics, "fabric_catalog_changes_total", object="column", change="added") == 2
-    assert value(metrics, "fabric_job_retries_total", kind="sync") is None
+    assert value(metrics, "fabric_job_retries_total", kind="sync") == 0
+    assert value(metrics, "fabric_jobs_ended_total", kind="sync", status="failed") == 0
 
 
 def test_bad_requests(service, queued_job):

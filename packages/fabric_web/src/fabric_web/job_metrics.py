@@ -98,6 +98,18 @@ class JobMetrics:
             registry=registry,
         )
 
+    def initialize(self, kind: str) -> None:
+        """Export every series of ``kind`` at 0 from the start: a rate or an alert over a
+        series that appears only with its first event misses that event."""
+        for status in sorted(TERMINAL_STATUSES):
+            self.ended.labels(kind, status)
+            self.run_duration.labels(kind, status)
+        self.queue_wait.labels(kind)
+        for counter in (self.rows_written, self.bytes_written, self.cast_failures, self.retries):
+            counter.labels(kind)
+        for _key, obj, change in CATALOG_CHANGES:
+            self.catalog_changes.labels(obj, change)
+
     def observe_end(self, job: Job) -> None:
         """Count ``job``, which has just ended (a job not ended yet is left to whoever ends it:
         the stale-job check)."""

@@ -174,6 +174,7 @@ def install_job_routes(
     """``POST {kind.process_path}`` accepts a queued job; ``GET /status/{job_id}`` reports it."""
     request_schema = kind.request_schema
     params_fields = set(kind.params_schema.model_fields)
+    metrics.jobs.initialize(kind.name)
 
     def run(runtime: Runtime, job_id: str) -> None:
         job = metrics.track(runtime, job_id, lambda: run_job(kind, runtime, job_id))
