@@ -1,15 +1,18 @@
-"""Reading Prometheus text in tests, and promtool (skipped with the reason outside CI when it
-is not installed; CI installs it: .ci/run)."""
+"""Reading Prometheus text in tests, the monitoring files under deploy/, and Prometheus' tools
+(skipped with the reason outside CI when they are not installed; CI installs them: .ci/run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -59,3 +62,32 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
         text=True,
         timeout=60,
     )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+
+
+def dashboard_expressions(path: Path) -> list[str]:
+    """Every PromQL expression of a dashboard's panels (rows' nested panels too)."""
+    board = json.loads(path.read_text())
+
+    def panels(items):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    return [t["expr"] for p in panels(board["panels"]) for t in p.get("targets", [])]
+
+
+def rule_expressions() -> list[tuple[str, str]]:
+    """(record or alert name, expression) of every rule file."""
+    return [
+        (rule.get("record") or rule["alert"], rule["expr"])
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]

@@ -8,41 +8,23 @@ import json
 import re
 import sqlite3
 import subprocess
-from pathlib import Path
 
 import httpx
 import yaml
-from metrics_helpers import prometheus_tool, promtool
+from metrics_helpers import (
+    DASHBOARDS,
+    DEPLOY,
+    PROMETHEUS,
+    ROOT,
+    RULES,
+    dashboard_expressions,
+    prometheus_tool,
+    promtool,
+    rule_expressions,
+)
 from service_helpers import SERVICE_HEADERS, running_stack, wait_for_job
 
-ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "deploy"
-PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
-RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
-DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
-
-
-def dashboard_expressions(path: Path) -> list[str]:
-    """Every PromQL expression of a dashboard's panels (rows' nested panels too)."""
-    board = json.loads(path.read_text())
-
-    def panels(items):
-        for panel in items:
-            yield panel
-            yield from panels(panel.get("panels", []))
-
-    return [t["expr"] for p in panels(board["panels"]) for t in p.get("targets", [])]
-
-
-def rule_expressions() -> list[tuple[str, str]]:
-    """(record or alert name, expression) of every rule file."""
-    return [
-        (rule.get("record") or rule["alert"], rule["expr"])
-        for path in RULES
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-    ]
 
 
 def test_prometheus_config_and_rules_pass_promtool():
