@@ -43,6 +43,14 @@ def test_prometheus_config_and_rules_pass_promtool():
     } <= names
 
 
+def test_the_alerts_fire_on_made_up_series():
+    # Service down, pool saturation counted once over replicas, failure ratio, circuit open,
+    # queue wait: tests/prometheus/fabric_rules_test.yml.
+    tested = promtool("test", "rules", str(ROOT / "tests" / "prometheus" / "fabric_rules_test.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+
+
 def test_alertmanager_config_passes_amtool():
     checked = subprocess.run(
         [prometheus_tool("amtool"), "check-config", str(DEPLOY / "alertmanager/alertmanager.yml")],
