@@ -61,6 +61,10 @@ def test_compose_file_follows_the_compose_specification():
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "statsd-exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
     ):
         assert required in SERVICES
 
@@ -177,16 +181,16 @@ def test_airflow_image_has_the_dags_and_fabric_core():
     )
 
 
-PUBLISHED = {"gateway": "8004", "airflow-apiserver": "8080"}
+PUBLISHED = {"gateway": "8004", "airflow-apiserver": "8080", "grafana": "3000"}
 SECRET_VARIABLE = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
 
 
-def test_only_the_gateway_and_airflow_ui_are_published_on_the_publish_host():
+def test_only_the_gateway_airflow_ui_and_grafana_are_published_on_the_publish_host():
     published = {name: service["ports"] for name, service in SERVICES.items() if "ports" in service}
     assert set(published) == set(PUBLISHED)
     for name, port in PUBLISHED.items():
         assert published[name] == [f"${{PUBLISH_HOST:-127.0.0.1}}:{port}:{port}"]
-    for name in ("sync", "dataset"):
+    for name in ("sync", "dataset", "prometheus", "alertmanager", "statsd-exporter"):
         assert "ports" not in SERVICES[name] and SERVICES[name]["expose"]
     example = _example()
     assert example["PUBLISH_HOST"] == "127.0.0.1"
@@ -213,6 +217,7 @@ def test_every_secret_is_required_from_env_and_its_placeholder_is_refused():
         "AIRFLOW_SECRET_KEY",
         "AIRFLOW_FERNET_KEY",
         "AIRFLOW_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
     } <= secrets
     for name in secrets | {"AIRFLOW_USERNAME"}:
         uses = re.findall(rf"(?<!\$)\$\{{{name}(:.)?", text)

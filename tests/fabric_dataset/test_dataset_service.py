@@ -12,6 +12,7 @@ from fabric_core.polling import wait_for_job_end
 from fabric_core.schemas import DatasetRequest
 from fabric_dataset.app import create_app
 from fastapi.testclient import TestClient
+from metrics_helpers import value, wait_for_value
 from service_helpers import SERVICE_HEADERS
 
 
@@ -56,9 +57,18 @@ def test_a_job_submitted_twice_builds_once(service, queued, settings):
     assert again.status_code == 202 and again.json()["accepted"] is False
     versions = list((settings.storage_path / "datasets" / "small").iterdir())
     assert [v.name for v in versions] == ["v1"]
-    metrics = service.get("/metrics").text
-    assert 'fabric_dataset_jobs_total{status="success"} 1.0' in metrics
-    assert "fabric_dataset_rows_written_total 2.0" in metrics
+    metrics = wait_for_value(
+        lambda: service.get("/metrics").text,
+        "fabric_jobs_ended_total",
+        1,
+        kind="dataset",
+        status="success",
+    )
+    assert value(metrics, "fabric_job_written_rows_total", kind="dataset") == 2
+    part_bytes = sum(p.stat().st_size for p in versions[0].glob("part-*.parquet"))
+    assert part_bytes > 0 and status["stats"]["bytes_written"] == part_bytes
+    assert value(metrics, "fabric_job_written_bytes_total", kind="dataset") == part_bytes
+    assert value(metrics, "fabric_job_cast_failures_total", kind="dataset") == 0
 
 
 def test_bad_requests(service, queued):

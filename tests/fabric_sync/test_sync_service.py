@@ -14,6 +14,7 @@ from fabric_core.polling import wait_for_job_end
 from fabric_sync.app import create_app
 from fabric_web.serving import free_port
 from fastapi.testclient import TestClient
+from metrics_helpers import value, wait_for_value
 from service_helpers import SERVICE_HEADERS
 
 
@@ -58,9 +59,22 @@ def test_a_job_submitted_twice_runs_once(service, queued_job):
     status = service.get(f"/status/{job_id}").json()
     assert status["attempts"] == 1 and status["stats"]["columns_added"] == 2
 
-    metrics = service.get("/metrics").text
-    assert 'fabric_sync_jobs_total{status="success"} 1.0' in metrics
-    assert "fabric_sync_jobs_running 0.0" in metrics
+    metrics = wait_for_value(
+        lambda: service.get("/metrics").text,
+        "fabric_jobs_ended_total",
+        1,
+        kind="sync",
+        status="success",
+    )
+    assert value(metrics, "fabric_jobs_ended_total", kind="sync", status="success") == 1
+    assert value(metrics, "fabric_job_workers_busy", service="sync") == 0
+    assert value(metrics, "fabric_job_workers", service="sync") == 3
+    assert value(metrics, "fabric_job_queue_wait_seconds_count", kind="sync") == 1
+    assert value(metrics, "fabric_job_run_duration_seconds_count", kind="sync", status="success")
+    assert value(metrics, "fabric_catalog_changes_total", object="table", change="added") == 1
+    assert value(metrics, "fabric_catalog_changes_total", object="column", change="added") == 2
+    assert value(metrics, "fabric_job_retries_total", kind="sync") == 0
+    assert value(metrics, "fabric_jobs_ended_total", kind="sync", status="failed") == 0
 
 
 def test_bad_requests(service, queued_job):

@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     sweep_seconds: float = 30.0
     """How often each process looks for jobs and versions left behind (see docs/reliability.md)."""
 
+    metrics_db_timeout_seconds: float = Field(default=2.0, gt=0)
+    """Longest wait, in seconds, for the metadata-DB queries behind the gateway's ``/metrics``
+    (queue depth, pool occupancy); slower, the scrape reports ``fabric_metadata_db_up 0``."""
+
     sync_lock_timeout: float = 600.0
     """Seconds a sync job waits for another sync of the same connection to end."""
 

@@ -9,19 +9,19 @@ from fabric_core.orchestrators import create_orchestrator
 from fabric_core.periodic import Periodic
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings, get_settings
-from fabric_web.common import AppMetrics, install_common_routes, install_error_handlers
+from fabric_web.common import install_common_routes, install_error_handlers
 from fabric_web.request_ids import install_request_ids
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fabric_gateway.audit_log import install_audit_log
 from fabric_gateway.auth import install_authentication
+from fabric_gateway.metrics import GatewayMetrics
 from fabric_gateway.rate_limits import RateLimiter
 from fabric_gateway.routers import access, catalog, connections, datasets, mappings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    metrics = AppMetrics("gateway")
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    metrics = GatewayMetrics(app)
+    app.state.metrics = metrics
     install_error_handlers(app)
     install_authentication(app)  # inside the audit log, which records its refusals
     install_audit_log(app)

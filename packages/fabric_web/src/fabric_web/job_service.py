@@ -5,7 +5,6 @@ routes every kind has (``POST {kind.process_path}``, ``GET /status/{job_id}``)."
 # schema, a run-time value FastAPI must see as a class, not as a string.
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +21,7 @@ from fabric_core.runtime import Runtime, create_runtime
 from fabric_core.schemas import JobAccepted, JobPublic
 from fabric_core.settings import Settings, get_settings
 from fastapi import FastAPI, Request
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -33,6 +32,7 @@ from fabric_web.common import (
     install_common_routes,
     install_error_handlers,
 )
+from fabric_web.job_metrics import JobMetrics
 from fabric_web.request_ids import install_request_ids
 from fabric_web.service_auth import SERVICE_TOKEN_STATE, ServiceTokenMiddleware
 
@@ -40,41 +40,38 @@ log = logging.getLogger(__name__)
 
 
 class JobServiceMetrics(AppMetrics):
-    """Request metrics plus jobs ended (by outcome), running now, and their durations."""
+    """Request metrics, the service's workers (busy and in all), and the jobs it ran, counted
+    per kind when they end (``fabric_web.job_metrics``)."""
 
     def __init__(self, service: str) -> None:
         super().__init__(service)
-        self.jobs = Counter(
-            f"fabric_{service}_jobs",
-            f"{service} jobs ended, by outcome.",
-            ["status"],
+        self.jobs = JobMetrics(self.registry)
+        self.workers = Gauge(
+            "fabric_job_workers",
+            "Background workers of this service process.",
+            ["service"],
             registry=self.registry,
         )
-        self.running = Gauge(
-            f"fabric_{service}_jobs_running",
-            f"{service} jobs running now.",
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            f"fabric_{service}_job_duration_seconds",
-            f"Time a {service} job ran.",
+        self.workers_busy = Gauge(
+            "fabric_job_workers_busy",
+            "Workers of this service process running a job now.",
+            ["service"],
             registry=self.registry,
         )
 
     def track(self, runtime: Runtime, job_id: str, work: Callable[[], bool]) -> Job | None:
         """Run ``work`` (False: the job had already been claimed) and count its outcome."""
-        started = time.perf_counter()
-        self.running.inc()
+        busy = self.workers_busy.labels(self.service)
+        busy.inc()
         try:
             ran = work()
         finally:
-            self.running.dec()
+            busy.dec()
         if not ran:
             return None
-        self.duration.observe(time.perf_counter() - started)
-        with runtime.session_factory() as session:
+        with runtime.read_session_factory() as session:
             job = get_job(session, job_id)
-        self.jobs.labels(job.status).inc()
+        self.jobs.observe_end(job)
         return job
 
 
@@ -141,6 +138,8 @@ def create_job_service(
         app.state.workers = JobPool(
             f"{kind.service}_worker", kind.workers(runtime.settings), runtime.session_factory
         )
+        metrics.workers.labels(kind.service).set(kind.workers(runtime.settings))
+        metrics.workers_busy.labels(kind.service).set(0)
         # On start and every sweep_seconds: fail the jobs whose worker died, and let the kind
         # remove what such jobs left behind. The DB may be down: /health says so; start anyway.
         sweep = Periodic(
@@ -178,6 +177,7 @@ def install_job_routes(
     """``POST {kind.process_path}`` accepts a queued job; ``GET /status/{job_id}`` reports it."""
     request_schema = kind.request_schema
     params_fields = set(kind.params_schema.model_fields)
+    metrics.jobs.initialize(kind.name)
 
     def run(runtime: Runtime, job_id: str) -> None:
         log.info("%s job %s starting", kind.name, job_id)

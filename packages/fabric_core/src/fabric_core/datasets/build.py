@@ -38,6 +38,7 @@ class BuildResult:
     version: int
     location: str | None
     rows_written: int = 0
+    bytes_written: int = 0
     rows_per_source: dict[str, int] = field(default_factory=dict)
     cast_failures: dict[str, int] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
@@ -48,6 +49,7 @@ class BuildResult:
             "version": self.version,
             "location": self.location,
             "rows_written": self.rows_written,
+            "bytes_written": self.bytes_written,
             "rows_per_source": self.rows_per_source,
             "cast_failures": self.cast_failures,
             "parts": len(self.parts),
@@ -235,6 +237,8 @@ def write_version(
         )
     finally:
         frames.close()
+    # The parts' sizes as stored (one stat, or one HEAD on S3, per part).
+    result.bytes_written = sum(storage.fs.size(part) for part in result.parts)
     result.cast_failures = dict(failures)
     result.seconds = time.perf_counter() - started
     return result

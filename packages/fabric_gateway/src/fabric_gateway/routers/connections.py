@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fabric_core import connections
 from fabric_core.catalog.browse import list_tables
+from fabric_core.errors import NotFoundError
 from fabric_core.job_kinds import SYNC
 from fabric_core.schemas import (
     ConnectionCheck,
@@ -16,7 +17,7 @@ from fabric_core.schemas import (
 from fabric_core.sync_jobs import queue_sync
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fabric_web.paging import PageDep, page_answer
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
 from fabric_gateway.auth import ADMIN, EDITOR, VIEWER, PrincipalDep
@@ -69,13 +70,22 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionCheck, dependencies=[ADMIN])
-def test_connection(connection_id: int, runtime: RuntimeDep) -> ConnectionCheck:
+def test_connection(connection_id: int, runtime: RuntimeDep, request: Request) -> ConnectionCheck:
     """Try to connect: says whether the source is reachable and accepts the credentials."""
+    metrics = request.app.state.metrics
     # No session dependency: the connection is read in a session that ends before the source
     # is reached, so a source that never answers holds no metadata-DB connection.
-    return connections.check_connection_by_id(
-        runtime.read_session_factory, connection_id, runtime.box, runtime.source_policy
-    )
+    try:
+        check = connections.check_connection_by_id(
+            runtime.read_session_factory, connection_id, runtime.box, runtime.source_policy
+        )
+    except NotFoundError:
+        raise  # no check was made
+    except Exception:
+        metrics.count_check(None)
+        raise
+    metrics.count_check(check)
+    return check
 
 
 @router.post(
