@@ -7,17 +7,28 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
+from fabric_core.circuits import Circuit, guarded
 from fabric_core.errors import (
+    CircuitOpenError,
     ConflictError,
     DependencyError,
     NotFoundError,
     ServiceUnavailableError,
+    ServiceUnreachableError,
 )
 
 _retry_unavailable = retry(
-    retry=retry_if_exception_type(ServiceUnavailableError),
+    # An open circuit answers at once and for a while: trying again at once cannot help.
+    retry=retry_if_exception_type(ServiceUnavailableError)
+    & retry_if_not_exception_type(CircuitOpenError),
     stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
@@ -39,9 +50,17 @@ class AirflowClient:
     """Calls Airflow's API with a cached JWT, fetching a new one when Airflow says 401."""
 
     def __init__(
-        self, base_url: str, username: str, password: str, *, timeout: float = 10.0
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        timeout: float = 10.0,
+        circuit: Circuit | None = None,
     ) -> None:
+        """``circuit``: Airflow's circuit breaker, if the calls go through one."""
         self.base_url = base_url.rstrip("/")
+        self.circuit = circuit
         self._credentials = {"username": username, "password": password}
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._token: str | None = None
@@ -57,12 +76,26 @@ class AirflowClient:
         self.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailableError(
-                f"Airflow at {self.base_url} did not answer ({type(exc).__name__}: {exc})."
-            ) from None
+        # Silence (or a proxy's 502/503/504) counts against the circuit; any other answer,
+        # even a refusal, shows Airflow is there.
+        with guarded(
+            self.circuit,
+            counts=ServiceUnreachableError,
+            answered=(),
+            secrets=[self._credentials["password"]],
+        ):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise ServiceUnreachableError(
+                    f"Airflow at {self.base_url} did not answer ({type(exc).__name__}: {exc})."
+                ) from None
+            if response.status_code in (502, 503, 504):
+                raise ServiceUnreachableError(
+                    f"Airflow at {self.base_url} answered {response.status_code} to "
+                    f"{method} {path}: {response.text[:300]}"
+                )
+            return response
 
     def _fresh_token(self) -> str:
         response = self._send("POST", "/auth/token", json=self._credentials)

@@ -9,12 +9,15 @@ import httpx
 
 from fabric_core import log_context
 from fabric_core.bearer import bearer_header
+from fabric_core.circuits import Circuit, CircuitBreaker, guarded, service_circuit
 from fabric_core.errors import (
     ConfigurationError,
     ConflictError,
+    FabricError,
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
+    ServiceUnreachableError,
 )
 from fabric_core.job_kinds import JobKind
 from fabric_core.polling import wait_for_job_end
@@ -24,9 +27,13 @@ from fabric_core.settings import Settings
 class ServiceClient:
     """A thin JSON client of one Fabric service; its errors are Fabric's errors."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
-        """``token``: the service token (``Settings.resolved_service_token()``)."""
+    def __init__(
+        self, base_url: str, token: str, *, timeout: float = 10.0, circuit: Circuit | None = None
+    ) -> None:
+        """``token``: the service token (``Settings.resolved_service_token()``); ``circuit``:
+        the service's circuit breaker, if its calls go through one."""
         self.base_url = base_url.rstrip("/")
+        self.circuit = circuit
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
@@ -35,11 +42,20 @@ class ServiceClient:
 
     @classmethod
     def of_service(
-        cls, settings: Settings, service: str, *, timeout: float = 10.0
+        cls,
+        settings: Settings,
+        service: str,
+        *,
+        timeout: float = 10.0,
+        circuits: CircuitBreaker | None = None,
     ) -> ServiceClient:
-        """A client of the service named ``sync`` or ``dataset``, as the settings name it."""
+        """A client of the service named ``sync`` or ``dataset``, as the settings name it,
+        through its circuit ``service:{service}`` when ``circuits`` is given."""
         return cls(
-            settings.service_url(service), settings.resolved_service_token(), timeout=timeout
+            settings.service_url(service),
+            settings.resolved_service_token(),
+            timeout=timeout,
+            circuit=circuits.circuit(service_circuit(service)) if circuits else None,
         )
 
     def close(self) -> None:
@@ -52,6 +68,12 @@ class ServiceClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        # Only silence counts against the circuit: any answer of the service itself, even an
+        # error (a source's open circuit is a 503 of the dataset service), shows it is up.
+        with guarded(self.circuit, counts=ServiceUnreachableError, answered=FabricError):
+            return self._request(method, path, **kwargs)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         # The caller's request id goes along, so the service's log lines of this call (and of
         # the job it runs) carry the id the user saw.
         if (request_id := log_context.current("request_id")) is not None:
@@ -59,9 +81,14 @@ class ServiceClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(
+            raise ServiceUnreachableError(
                 f"Fabric service at {self.base_url} did not answer ({type(exc).__name__}: {exc})."
             ) from None
+        if _proxy_says_down(response):
+            raise ServiceUnreachableError(
+                f"Fabric service at {self.base_url} is not there: {response.status_code} "
+                f"to {method} {path}: {response.text[:300]}"
+            )
         if response.status_code >= 500:
             raise ServiceUnavailableError(
                 f"Fabric service at {self.base_url} answered {response.status_code} "
@@ -98,6 +125,18 @@ class ServiceClient:
         return wait_for_job_end(
             lambda: self.job_status(job_id), poll_interval=poll_interval, timeout=timeout
         )
+
+
+def _proxy_says_down(response: httpx.Response) -> bool:
+    """A 502, 503 or 504 that is not a Fabric error answer (JSON with ``detail``): what a proxy
+    or load balancer answers when the service behind it is not there."""
+    if response.status_code not in (502, 503, 504):
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return True
+    return not (isinstance(body, dict) and "detail" in body)
 
 
 def _detail(response: httpx.Response) -> str:

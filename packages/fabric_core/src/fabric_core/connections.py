@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from fabric_core.circuits import CircuitBreaker, connection_circuit, read_circuits
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionCheck, ConnectionSpec, check_connection
 from fabric_core.connectors.contract import LOCATION_FIELDS, SECRET_FIELDS
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.jobs import active_job_count
-from fabric_core.models import Connection
+from fabric_core.models import CircuitState, Connection
 from fabric_core.paging import Page, Paged
-from fabric_core.schemas import ConnectionCreate, ConnectionPublic, ConnectionUpdate
+from fabric_core.schemas import (
+    CircuitPublic,
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionUpdate,
+)
 from fabric_core.source_policy import SourcePolicy
 
 # Location fields stored in columns of their own; the others live in ``settings`` (JSON).
@@ -65,7 +71,13 @@ def _secret_of(kind: str, fields: dict[str, Any]) -> tuple[bool, str | None]:
     return connector.secret_field in fields, fields.get(connector.secret_field)
 
 
-def to_public(connection: Connection) -> ConnectionPublic:
+def to_public(connection: Connection, circuit: CircuitPublic | None = None) -> ConnectionPublic:
+    """The connection as the API shows it; ``circuit`` is read from its session if not given
+    (lists read every circuit of a page at once: :func:`to_public_page`)."""
+    session = object_session(connection)
+    if circuit is None and session is not None:
+        key = connection_circuit(connection.id)
+        circuit = read_circuits(session, [key]).get(key)
     has_secret = connection.password_encrypted is not None
     return ConnectionPublic(
         id=connection.id,
@@ -78,7 +90,14 @@ def to_public(connection: Connection) -> ConnectionPublic:
         created_at=connection.created_at,
         updated_at=connection.updated_at,
         last_synced_at=connection.last_synced_at,
+        circuit=circuit or CircuitPublic(),
     )
+
+
+def to_public_page(session: Session, page: Paged[Connection]) -> Paged[ConnectionPublic]:
+    keys = [connection_circuit(c.id) for c in page.items]
+    circuits = read_circuits(session, keys) if keys else {}
+    return page.map(lambda c: to_public(c, circuits.get(connection_circuit(c.id), CircuitPublic())))
 
 
 def create_connection(
@@ -186,6 +205,10 @@ def delete_connection(session: Session, connection_id: int) -> None:
             f"Connection {connection_id} has a sync queued or running; wait for it to end."
         )
     session.delete(connection)
+    # Its circuit goes with it: ids may be given out again (SQLite), and metrics list circuits.
+    session.execute(
+        delete(CircuitState).where(CircuitState.key == connection_circuit(connection_id))
+    )
     session.flush()
 
 
@@ -211,9 +234,20 @@ def check_connection_by_id(
     connection_id: int,
     box: SecretBox,
     policy: SourcePolicy,
+    circuits: CircuitBreaker | None = None,
 ) -> ConnectionCheck:
     """Test a connection. The metadata DB session ends before the source is reached: a source
-    that never answers must not hold one of the pool's connections meanwhile."""
+    that never answers must not hold one of the pool's connections meanwhile.
+
+    The test is the operator's probe: it is let through even when the connection's circuit is
+    open; reaching the source closes the circuit, not reaching it counts as a failure."""
     with session_factory() as session:
         spec = connection_spec(get_connection(session, connection_id), box, policy)
-    return check_connection(spec, policy.connect_timeout)
+    check = check_connection(spec, policy.connect_timeout)
+    if circuits is not None:
+        circuit = circuits.connection(connection_id)
+        if check.reachable:
+            circuit.succeeded()
+        else:
+            circuit.failed(check.message)
+    return check

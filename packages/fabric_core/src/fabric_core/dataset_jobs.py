@@ -142,6 +142,7 @@ def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
                 timeout=settings.source_connect_timeout,
                 on_rows=on_rows,
                 should_stop=should_stop,
+                circuits=runtime.circuits,
             )
             result.version = version
             result.location = storage.url(folder)

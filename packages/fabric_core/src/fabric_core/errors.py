@@ -12,6 +12,9 @@ FabricError                       (never raised itself)
 │   └── JobFailedError            it ended failed or cancelled while a task waited for it
 ├── DependencyError          502  a system Fabric relies on (Airflow) refused a request
 ├── ServiceUnavailableError  503, retryable: a Fabric service or Airflow did not answer
+│   ├── ServiceUnreachableError   no answer at all (refused, timed out), or a proxy's 502/503/504
+│   └── CircuitOpenError          503, retryable: a circuit is open after repeated connection
+│                                 failures (a source, a service, Airflow): not tried at all
 └── ConfigurationError       503  Fabric is set up wrongly (a secret key that does not fit,
                                   no DAG folder, a missing optional package)
 
@@ -76,6 +79,16 @@ class DependencyError(FabricError):
 class ServiceUnavailableError(FabricError):
     status_code = 503
     retryable = True
+
+
+class ServiceUnreachableError(ServiceUnavailableError):
+    """Nothing answered (or only a proxy in front of it): what counts against a service's
+    circuit, unlike a 5xx the service answered itself."""
+
+
+class CircuitOpenError(ServiceUnavailableError):
+    """The call was not made: its circuit (fabric_core.circuits) is open; the message names
+    the circuit and when a call is let through again."""
 
 
 class ConfigurationError(FabricError):

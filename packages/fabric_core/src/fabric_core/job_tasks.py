@@ -9,9 +9,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from fabric_core.circuits import CircuitBreaker, service_circuit
 from fabric_core.clients import ServiceClient
 from fabric_core.db import create_metadata_engine, create_session_factory
-from fabric_core.errors import JobFailedError, ServiceUnavailableError
+from fabric_core.errors import CircuitOpenError, JobFailedError, ServiceUnavailableError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import finish_job
 from fabric_core.polling import wait_for_job_end
@@ -28,11 +29,13 @@ def run_job_task(
     settings: Settings | None = None,
     service_url: str | None = None,
     service_token: str | None = None,
+    circuits: CircuitBreaker | None = None,
 ) -> dict[str, Any]:
     """Submit the job to its service and wait until it ends; returns its final status.
 
     ``service_url`` and ``service_token`` default to the settings' (an Airflow task passes
-    those of its HTTP connection).
+    those of its HTTP connection); with ``circuits`` the calls go through the service's
+    circuit breaker (the gateway's local orchestrator).
 
     Raises:
         JobFailedError: the job ended failed or cancelled (not retryable; says why).
@@ -41,7 +44,9 @@ def run_job_task(
     """
     settings = settings or get_settings()
     url = service_url or kind.service_url(settings)
-    with ServiceClient(url, service_token or settings.resolved_service_token()) as client:
+    circuit = circuits.circuit(service_circuit(kind.service)) if circuits else None
+    token = service_token or settings.resolved_service_token()
+    with ServiceClient(url, token, circuit=circuit) as client:
         client.submit_job(kind, job_id, params)
         handed_over = time.monotonic()
 
@@ -51,12 +56,14 @@ def run_job_task(
             nonlocal handed_over, silent_since
             try:
                 status = client.job_status(job_id)
-            except ServiceUnavailableError:
+            except ServiceUnavailableError as exc:
                 # A service restarting: wait for it as long as a hand-over may take; a job
                 # it was running is failed as stale meanwhile, one it had not started is
-                # handed over again below.
+                # handed over again below. An open circuit is no news of the service: only
+                # calls that reached for it (the circuit's trials) can end the wait.
                 silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since > settings.job_handover_seconds:
+                waited = time.monotonic() - silent_since
+                if waited > settings.job_handover_seconds and not isinstance(exc, CircuitOpenError):
                     raise
                 return {"id": job_id, "status": "unknown"}
             silent_since = None

@@ -204,6 +204,24 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class CircuitState(Base):
+    """The shared state of one circuit breaker (fabric_core.circuits): every replica and
+    process reads and changes it here, so they all agree on whether a dependency is down."""
+
+    __tablename__ = "circuits"
+
+    # "connection:12", "service:sync", "service:dataset", "airflow"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")  # closed|open|half_open
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive ones
+    opened_at: Mapped[datetime | None]
+    # open: when a trial call is let through; half_open: when a trial that never reported
+    # (its process died) stops holding the circuit and another caller may try.
+    retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class UnifiedColumn(Base):
     __tablename__ = "unified_columns"
 

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.airflow_api import AirflowClient
+from fabric_core.circuits import AIRFLOW_CIRCUIT, CircuitBreaker
 from fabric_core.errors import FabricError, NotFoundError, ServiceUnavailableError
 from fabric_core.job_kinds import JOB_KINDS, JobKind
 from fabric_core.job_tasks import run_job_task
@@ -43,6 +44,7 @@ class LocalOrchestrator:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
         self.settings = settings
         self.session_factory = session_factory
+        self.circuits = CircuitBreaker.from_settings(session_factory, settings)
         self._pools = {
             kind.name: JobPool(kind.pool, kind.pool_slots(settings), session_factory)
             for kind in JOB_KINDS.values()
@@ -57,7 +59,7 @@ class LocalOrchestrator:
 
     def _run_task(self, pool: JobPool, kind: JobKind, job_id: str, params: dict[str, Any]) -> None:
         try:
-            run_job_task(kind, job_id, params, settings=self.settings)
+            run_job_task(kind, job_id, params, settings=self.settings, circuits=self.circuits)
         except ServiceUnavailableError as exc:
             if pool.stopping.is_set():
                 return  # stopping together with the services, which may still finish it
@@ -109,8 +111,12 @@ class AirflowOrchestrator:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
         self.settings = settings
         self.session_factory = session_factory
+        circuits = CircuitBreaker.from_settings(session_factory, settings)
         self.client = AirflowClient(
-            settings.airflow_url, settings.airflow_username, settings.airflow_password
+            settings.airflow_url,
+            settings.airflow_username,
+            settings.airflow_password,
+            circuit=circuits.circuit(AIRFLOW_CIRCUIT),
         )
 
     def run_url(self, kind: JobKind, run_id: str) -> str:

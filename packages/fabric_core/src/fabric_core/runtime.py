@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.circuits import CircuitBreaker
 from fabric_core.crypto import SecretBox
 from fabric_core.datasets.storage import Storage
 from fabric_core.db import (
@@ -35,6 +36,11 @@ class Runtime:
     """Sessions that only read (never hold SQLite's write lock)."""
     source_policy: SourcePolicy
     """Where sources may be and how long their calls may take (fabric_core.source_policy)."""
+
+    @property
+    def circuits(self) -> CircuitBreaker:
+        """The circuit breakers of sources, services and Airflow (fabric_core.circuits)."""
+        return CircuitBreaker.from_settings(self.session_factory, self.settings)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -112,6 +112,18 @@ class ConnectionUpdate(ConnectionBase, RequestBody):
     options: dict[str, Any] | None = Field(default=None, max_length=MAX_OPTIONS)
 
 
+class CircuitPublic(BaseModel):
+    """A circuit breaker's state (fabric_core.circuits); closed with 0 failures until a call
+    fails."""
+
+    state: Literal["closed", "open", "half_open"] = "closed"
+    failures: int = Field(default=0, description="Consecutive connection-level failures.")
+    opened_at: datetime | None = None
+    retry_at: datetime | None = Field(
+        default=None, description="When an open circuit lets one trial call through."
+    )
+
+
 class ConnectionPublic(ConnectionBase):
     model_config = ConfigDict(from_attributes=True)
 
@@ -124,6 +136,9 @@ class ConnectionPublic(ConnectionBase):
     created_at: datetime
     updated_at: datetime
     last_synced_at: datetime | None
+    circuit: CircuitPublic = Field(
+        description="The source's circuit breaker: open after repeated connection failures."
+    )
 
 
 class ConnectionCheck(BaseModel):

@@ -195,6 +195,15 @@ class Settings(BaseSettings):
     job_poll_interval: float = 0.5
     """Seconds between status polls while a task waits for a service job."""
 
+    circuit_failures: int = Field(default=5, ge=0)
+    """Consecutive connection-level failures (unreachable, refused, timed out) of one source
+    connection, Fabric service or Airflow after which its circuit opens: calls then fail at
+    once instead of waiting for timeouts. 0 turns circuit breaking off."""
+
+    circuit_reset_seconds: float = Field(default=60.0, gt=0)
+    """How long an open circuit refuses calls before it lets one trial call through (which
+    closes it, or opens it again for as long)."""
+
     task_retries: int = 4
     """Retries of an Airflow task whose error may pass (a service or source that did not
     answer), with exponential backoff."""

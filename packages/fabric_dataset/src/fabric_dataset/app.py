@@ -26,7 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> DatasetPreview:
         """The first rows of a dataset request, LIMIT pushed to the sources, nothing written."""
         return preview_request(
-            runtime.read_session_factory, body, runtime.box, runtime.source_policy
+            runtime.read_session_factory,
+            body,
+            runtime.box,
+            runtime.source_policy,
+            circuits=runtime.circuits,
         )
 
     return app

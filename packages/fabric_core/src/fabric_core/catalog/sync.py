@@ -23,6 +23,7 @@ from fabric_core.catalog.harvest import (
     KnownTable,
     LogicalType,
 )
+from fabric_core.circuits import CircuitBreaker, source_call
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionSpec
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection, utcnow
@@ -70,6 +71,7 @@ def sync_connection(
     *,
     timeout: float,
     check_stop: StopCheck | None = None,
+    circuits: CircuitBreaker | None = None,
 ) -> SyncStats:
     """Harvest the source of ``connection_id`` and bring its stored catalog up to date.
 
@@ -80,6 +82,7 @@ def sync_connection(
         timeout: seconds to wait for the source to answer a connection attempt.
         check_stop: called before anything is stored and between batches; raising rolls
             back the whole sync.
+        circuits: when given, the harvest goes through the connection's circuit breaker.
 
     Returns:
         Counts of added, changed and removed tables and columns.
@@ -87,7 +90,8 @@ def sync_connection(
     started = time.perf_counter()
     with session_factory() as session:
         known = _load_known(session, connection_id)
-    catalog = harvest(spec, timeout, known)
+    with source_call(circuits, connection_id, spec.secrets):
+        catalog = harvest(spec, timeout, known)
     stats = SyncStats(
         schemas=len(catalog.schemas),
         tables=len(catalog.tables),

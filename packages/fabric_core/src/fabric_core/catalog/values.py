@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.harvest import LogicalType
+from fabric_core.circuits import CircuitBreaker, source_call
 from fabric_core.connections import connection_spec
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import SecretBox
@@ -25,15 +26,17 @@ def column_values(
     policy: SourcePolicy,
     *,
     limit: int,
+    circuits: CircuitBreaker | None = None,
 ) -> ColumnValues:
     """Up to ``limit`` distinct non-null values of a column, as text (how value mappings
     compare them), read from the source with the lookup pushed down to it (after the
     metadata-DB session ended: none waits on a source)."""
     with session_factory() as session:
-        spec, schema, table, column = _column_source(session, column_id, box, policy)
-    values = get_connector(spec.kind).distinct_values(
-        spec, schema, table, column, limit=limit + 1, timeout=policy.connect_timeout
-    )
+        spec, connection_id, schema, table, column = _column_source(session, column_id, box, policy)
+    with source_call(circuits, connection_id, spec.secrets):
+        values = get_connector(spec.kind).distinct_values(
+            spec, schema, table, column, limit=limit + 1, timeout=policy.connect_timeout
+        )
     texts = [v if isinstance(v, str | int | float | bool) else str(v) for v in values]
     return ColumnValues(
         column_id=column_id,
@@ -60,4 +63,5 @@ def _column_source(session: Session, column_id: int, box: SecretBox, policy: Sou
             f"Column {column.name} (id {column_id}) holds {column.logical_type} values, not "
             "codes: value lookups are for scalar columns."
         )
-    return connection_spec(connection, box, policy), schema, table.name, column.name
+    spec = connection_spec(connection, box, policy)
+    return spec, connection.id, schema, table.name, column.name

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.circuits import CircuitBreaker
 from fabric_core.datasets.plan import DatasetPlan
 from fabric_core.datasets.reading import read_ahead, read_source
 from fabric_core.datasets.storage import Storage
@@ -138,12 +139,15 @@ def _transformed_frames(
     timeout: float,
     on_rows: Callable[[int], None] | None,
     should_stop: Callable[[], bool] | None,
+    circuits: CircuitBreaker | None,
 ) -> Iterator[pl.DataFrame]:
     """Every source of the plan, one after the other, batch by batch in the unified schema."""
     for source in plan.sources:
         result.rows_per_source[source.label] = 0
         batches = read_ahead(
-            read_source(source, limit=None, batch_rows=batch_rows, timeout=timeout)
+            read_source(
+                source, limit=None, batch_rows=batch_rows, timeout=timeout, circuits=circuits
+            )
         )
         try:
             for batch in batches:
@@ -212,8 +216,10 @@ def write_version(
     timeout: float,
     on_rows: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    circuits: CircuitBreaker | None = None,
 ) -> BuildResult:
-    """Stream every source of the plan into Parquet parts under ``folder``."""
+    """Stream every source of the plan into Parquet parts under ``folder`` (through the
+    sources' circuit breakers when ``circuits`` is given)."""
     started = time.perf_counter()
     result = BuildResult(version=0, location=None)
     failures: Counter[str] = Counter()
@@ -225,6 +231,7 @@ def write_version(
         timeout=timeout,
         on_rows=on_rows,
         should_stop=should_stop,
+        circuits=circuits,
     )
     try:
         result.parts = _write_parts(

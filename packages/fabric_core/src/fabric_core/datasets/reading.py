@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
+from fabric_core.circuits import CircuitBreaker, source_batches
 from fabric_core.connectors import get_connector
 from fabric_core.datasets.plan import SourceTable
 from fabric_core.datasets.types import needs_exact_text
@@ -16,22 +17,34 @@ _DONE = object()
 
 
 def read_source(
-    source: SourceTable, *, limit: int | None, batch_rows: int, timeout: float
+    source: SourceTable,
+    *,
+    limit: int | None,
+    batch_rows: int,
+    timeout: float,
+    circuits: CircuitBreaker | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The plan's columns of one source table as Arrow batches of at most ``batch_rows``."""
+    """The plan's columns of one source table as Arrow batches of at most ``batch_rows``,
+    through its connection's circuit breaker when ``circuits`` is given."""
     connector = get_connector(source.spec.kind)
-    return connector.read_batches(
-        source.spec,
-        source.schema,
-        source.name,
-        [column.source_name for column in source.columns],
-        text_columns=[
-            c.source_name for c in source.columns if needs_exact_text(c.logical_type, c.native_type)
-        ],
-        limit=limit,
-        batch_rows=batch_rows,
-        timeout=timeout,
-    )
+
+    def open_batches() -> Iterator[pa.RecordBatch]:
+        return connector.read_batches(
+            source.spec,
+            source.schema,
+            source.name,
+            [column.source_name for column in source.columns],
+            text_columns=[
+                c.source_name
+                for c in source.columns
+                if needs_exact_text(c.logical_type, c.native_type)
+            ],
+            limit=limit,
+            batch_rows=batch_rows,
+            timeout=timeout,
+        )
+
+    return source_batches(circuits, source.connection_id, open_batches, source.spec.secrets)
 
 
 def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:

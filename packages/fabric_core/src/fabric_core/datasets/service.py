@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.circuits import CircuitBreaker
 from fabric_core.crypto import SecretBox
 from fabric_core.dataset_states import DELETING
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
@@ -186,15 +187,21 @@ def _preview_answer(frame: pl.DataFrame, plan_columns, limit: int, failures) -> 
     )
 
 
-def preview_plan(plan: DatasetPlan, limit: int, *, timeout: float) -> DatasetPreview:
-    """Up to ``limit`` rows of the plan, with LIMIT pushed down to each source; nothing written."""
+def preview_plan(
+    plan: DatasetPlan, limit: int, *, timeout: float, circuits: CircuitBreaker | None = None
+) -> DatasetPreview:
+    """Up to ``limit`` rows of the plan, with LIMIT pushed down to each source; nothing written
+    (through the sources' circuit breakers when ``circuits`` is given)."""
     failures: Counter[str] = Counter()
     frames: list[pl.DataFrame] = []
     remaining = limit
     for source in plan.sources:
         if remaining <= 0:
             break
-        for batch in read_source(source, limit=remaining, batch_rows=remaining, timeout=timeout):
+        batches = read_source(
+            source, limit=remaining, batch_rows=remaining, timeout=timeout, circuits=circuits
+        )
+        for batch in batches:
             frame = transform_batch(batch, source, plan, failures)
             frames.append(frame)
             remaining -= frame.height
@@ -207,11 +214,12 @@ def preview_request(
     request: DatasetPreviewRequest,
     box: SecretBox,
     policy: SourcePolicy,
+    circuits: CircuitBreaker | None = None,
 ) -> DatasetPreview:
     # The plan is read, then the session ends: no metadata-DB connection waits on a source.
     with session_factory() as session:
         plan = plan_dataset(session, request, box, policy)
-    return preview_plan(plan, request.limit, timeout=policy.connect_timeout)
+    return preview_plan(plan, request.limit, timeout=policy.connect_timeout, circuits=circuits)
 
 
 def read_rows(
@@ -223,13 +231,14 @@ def read_rows(
     version: int | None,
     limit: int,
     policy: SourcePolicy,
+    circuits: CircuitBreaker | None = None,
 ) -> DatasetPreview:
     """The first rows of a version: read from its Parquet parts, or computed if virtual
     (after the session ended: no metadata-DB connection waits on a source)."""
     with session_factory() as session:
         record, plan = _version_to_read(session, box, name, version, policy)
     if plan is not None:
-        return preview_plan(plan, limit, timeout=policy.connect_timeout)
+        return preview_plan(plan, limit, timeout=policy.connect_timeout, circuits=circuits)
     return _stored_rows(storage, name, record, limit)
 
 

@@ -43,7 +43,12 @@ def values(
 ) -> ColumnValues:
     """Distinct values of a column, read from its source (to write value mappings against)."""
     return column_values(
-        runtime.read_session_factory, column_id, runtime.box, runtime.source_policy, limit=limit
+        runtime.read_session_factory,
+        column_id,
+        runtime.box,
+        runtime.source_policy,
+        limit=limit,
+        circuits=runtime.circuits,
     )
 
 

@@ -42,7 +42,7 @@ def list_connections(
 ) -> list[ConnectionPublic]:
     """Registered data connections (paged; the total is in ``X-Total-Count``)."""
     paged = connections.list_connections(session, page)
-    return page_answer(response, paged.map(connections.to_public))
+    return page_answer(response, connections.to_public_page(session, paged))
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic, dependencies=[VIEWER])
@@ -71,13 +71,18 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 @router.post("/{connection_id}/test", response_model=ConnectionCheck, dependencies=[ADMIN])
 def test_connection(connection_id: int, runtime: RuntimeDep, request: Request) -> ConnectionCheck:
-    """Try to connect: says whether the source is reachable and accepts the credentials."""
+    """Try to connect: says whether the source is reachable and accepts the credentials.
+    Let through even when the connection's circuit is open; reaching the source closes it."""
     metrics = request.app.state.metrics
     # No session dependency: the connection is read in a session that ends before the source
     # is reached, so a source that never answers holds no metadata-DB connection.
     try:
         check = connections.check_connection_by_id(
-            runtime.read_session_factory, connection_id, runtime.box, runtime.source_policy
+            runtime.read_session_factory,
+            connection_id,
+            runtime.box,
+            runtime.source_policy,
+            runtime.circuits,
         )
     except NotFoundError:
         raise  # no check was made

@@ -55,7 +55,9 @@ def create_unified_dataset(
 @router.post("/unified/preview", response_model=DatasetPreview, dependencies=[EDITOR])
 def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) -> DatasetPreview:
     """The first rows the request would produce (default 100, at most 1,000); nothing written."""
-    with ServiceClient.of_service(runtime.settings, DATASET.service, timeout=120) as client:
+    with ServiceClient.of_service(
+        runtime.settings, DATASET.service, timeout=120, circuits=runtime.circuits
+    ) as client:
         answer = client.request("POST", "/preview-dataset-creation", json=body.model_dump())
     return DatasetPreview(**answer)
 
@@ -90,6 +92,7 @@ def read_dataset_rows(
         version=version,
         limit=limit,
         policy=runtime.source_policy,
+        circuits=runtime.circuits,
     )
 
 
