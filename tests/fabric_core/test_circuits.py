@@ -329,3 +329,38 @@ def test_a_deleted_connection_takes_its_circuit_with_it(runtime):
     with runtime.session_factory.begin() as session:
         delete_connection(session, connection_id)
     assert _state(runtime, connection_id) is None
+
+
+def test_status_polls_are_neither_refused_nor_counted_but_an_answer_closes(
+    runtime, circuit_settings
+):
+    from fabric_core.clients import ServiceClient
+    from fabric_core.errors import NotFoundError
+    from fabric_sync.app import create_app as create_sync
+    from fabric_web.serving import serve_in_thread
+
+    port = free_port()
+    settings = circuit_settings.model_copy(update={"sync_url": f"http://127.0.0.1:{port}"})
+    with ServiceClient.of_service(settings, "sync", circuits=runtime.circuits) as client:
+        # Polls of a running job wait out a restarting service on their own terms.
+        for _ in range(FAILURES + 1):
+            with pytest.raises(ServiceUnreachableError):
+                client.job_status("sync_1_1")
+        with runtime.session_factory() as session:
+            assert session.get(CircuitState, "service:sync") is None
+        # Other calls count, and open the circuit.
+        for _ in range(FAILURES):
+            with pytest.raises(ServiceUnreachableError):
+                client.health()
+        with pytest.raises(CircuitOpenError, match="service:sync"):
+            client.health()
+        server = serve_in_thread(create_sync(settings), port=port)
+        try:
+            with pytest.raises(NotFoundError):  # answered: the service is back
+                client.job_status("sync_1_1")
+            assert client.health()["status"] == "ok"  # closed: not refused
+        finally:
+            server.stop()
+    with runtime.session_factory() as session:
+        assert session.get(CircuitState, "service:sync").state == "closed"
+    assert [e["circuit"] for e in _events(runtime, "circuit.closed")] == ["service:sync"]

@@ -162,7 +162,12 @@ def test_every_error_class_says_its_status_and_only_a_bare_fabric_error_is_a_500
     assert len(classes) >= 12
     assert all(400 <= c.status_code < 600 and c.status_code != 500 for c in classes)
     retryable = {c.__name__ for c in classes if c.retryable}
-    assert retryable == {"SourceUnreachableError", "ServiceUnavailableError"}
+    assert retryable == {
+        "SourceUnreachableError",
+        "ServiceUnavailableError",
+        "ServiceUnreachableError",
+        "CircuitOpenError",
+    }
     assert errors.FabricError.status_code == 500
 
 

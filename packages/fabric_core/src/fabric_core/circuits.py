@@ -261,8 +261,9 @@ class Circuit:
         dependency's answer; a failure later in the stream counts too."""
         trial = self.enter()
         heard = False
-        items = open_items()
+        items: Iterable[T] | None = None
         try:
+            items = open_items()  # inside: a reader may connect as it is made
             for item in items:
                 if not heard:
                     heard = True

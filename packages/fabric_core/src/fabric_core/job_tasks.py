@@ -12,7 +12,7 @@ from typing import Any
 from fabric_core.circuits import CircuitBreaker, service_circuit
 from fabric_core.clients import ServiceClient
 from fabric_core.db import create_metadata_engine, create_session_factory
-from fabric_core.errors import CircuitOpenError, JobFailedError, ServiceUnavailableError
+from fabric_core.errors import JobFailedError, ServiceUnavailableError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import finish_job
 from fabric_core.polling import wait_for_job_end
@@ -34,8 +34,10 @@ def run_job_task(
     """Submit the job to its service and wait until it ends; returns its final status.
 
     ``service_url`` and ``service_token`` default to the settings' (an Airflow task passes
-    those of its HTTP connection); with ``circuits`` the calls go through the service's
-    circuit breaker (the gateway's local orchestrator).
+    those of its HTTP connection); with ``circuits`` the hand-overs go through the service's
+    circuit breaker (the gateway's local orchestrator), and status polls that get an answer
+    close it (silence while waiting has its own window below, so a service restarting under
+    running jobs does not open the circuit to new ones).
 
     Raises:
         JobFailedError: the job ended failed or cancelled (not retryable; says why).
@@ -56,14 +58,12 @@ def run_job_task(
             nonlocal handed_over, silent_since
             try:
                 status = client.job_status(job_id)
-            except ServiceUnavailableError as exc:
+            except ServiceUnavailableError:
                 # A service restarting: wait for it as long as a hand-over may take; a job
                 # it was running is failed as stale meanwhile, one it had not started is
-                # handed over again below. An open circuit is no news of the service: only
-                # calls that reached for it (the circuit's trials) can end the wait.
+                # handed over again below.
                 silent_since = silent_since or time.monotonic()
-                waited = time.monotonic() - silent_since
-                if waited > settings.job_handover_seconds and not isinstance(exc, CircuitOpenError):
+                if time.monotonic() - silent_since > settings.job_handover_seconds:
                     raise
                 return {"id": job_id, "status": "unknown"}
             silent_since = None
