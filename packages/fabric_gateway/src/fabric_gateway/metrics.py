@@ -1,11 +1,9 @@
-"""The gateway's metrics: requests (shared with every app), source checks by outcome, the
-metadata DB's view of queues and pools (``fabric_web.db_metrics``) and of circuit breakers
-(``fabric_web.circuit_metrics``)."""
+"""The gateway's metrics: requests (shared with every app), source checks by outcome, and the
+metadata DB's view of queues and pools (``fabric_web.db_metrics``)."""
 
 from __future__ import annotations
 
 from fabric_core.schemas import ConnectionCheck
-from fabric_web.circuit_metrics import CircuitCollector
 from fabric_web.common import AppMetrics
 from fabric_web.db_metrics import MetadataDbCollector
 from fastapi import FastAPI
@@ -28,8 +26,6 @@ class GatewayMetrics(AppMetrics):
             self.source_checks.labels(outcome)
         self.metadata_db = MetadataDbCollector(lambda: getattr(app.state, "runtime", None))
         self.registry.register(self.metadata_db)
-        self.circuits = CircuitCollector(lambda: getattr(app.state, "runtime", None))
-        self.registry.register(self.circuits)
 
     def count_check(self, check: ConnectionCheck | None) -> None:
         """Count one check's outcome (None: it raised before an answer)."""

@@ -25,6 +25,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from fabric_web.circuit_metrics import circuit_families
+
 log = logging.getLogger(__name__)
 
 DbFamily = Callable[[Session, Settings], Iterable[Metric]]
@@ -69,7 +71,7 @@ def job_families(session: Session, settings: Settings) -> Iterator[Metric]:
     return iter([queued, running, oldest_age, slots, in_use])
 
 
-DB_FAMILIES: list[DbFamily] = [job_families]
+DB_FAMILIES: list[DbFamily] = [job_families, circuit_families]
 
 
 class MetadataDbCollector(Collector):
