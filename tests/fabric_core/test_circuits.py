@@ -364,3 +364,33 @@ def test_status_polls_are_neither_refused_nor_counted_but_an_answer_closes(
     with runtime.session_factory() as session:
         assert session.get(CircuitState, "service:sync").state == "closed"
     assert [e["circuit"] for e in _events(runtime, "circuit.closed")] == ["service:sync"]
+
+
+def test_concurrent_reports_make_each_transition_and_its_event_once(runtime, circuit_settings):
+    other = create_runtime(circuit_settings)
+    try:
+        circuits = [runtime.circuits.circuit("service:dataset")] * 4
+        circuits += [other.circuits.circuit("service:dataset")] * 4
+
+        def all_at_once(report) -> None:
+            barrier = threading.Barrier(len(circuits))
+
+            def run(circuit) -> None:
+                barrier.wait()
+                report(circuit)
+
+            threads = [threading.Thread(target=run, args=(c,)) for c in circuits]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        all_at_once(lambda circuit: circuit.failed("refused"))
+        with runtime.session_factory() as session:
+            state = session.get(CircuitState, "service:dataset")
+        assert (state.state, state.failures) == ("open", len(circuits))  # none lost
+        all_at_once(lambda circuit: circuit.succeeded())
+    finally:
+        other.close()
+    assert len(_events(runtime, "circuit.opened")) == 1
+    assert len(_events(runtime, "circuit.closed")) == 1
