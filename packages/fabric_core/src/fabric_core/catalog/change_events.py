@@ -115,6 +115,6 @@ def record_sync_events(
                 "unified_type": before.unified_type,
                 "source_column": f"{before.schema}.{before.table}.{before.column}",
                 "old_type": before.logical_type,
-                "new_type": after.logical_type,
+                "new_type": after.logical_type if reason == "retyped" else None,
             },
         )
