@@ -12,7 +12,7 @@ from fabric_core.alert_channels import create_channel
 from fabric_core.alert_dispatcher import AlertDispatcher, retry_delay
 from fabric_core.alert_schemas import AlertChannelCreate
 from fabric_core.events import record_event
-from fabric_core.models import AlertChannel, AlertDelivery, utcnow
+from fabric_core.models import AlertChannel, AlertDelivery, OutboxEvent, utcnow
 from sqlalchemy import select, update
 
 
@@ -165,3 +165,29 @@ def test_retry_delay_doubles_up_to_the_cap(settings):
     )
     assert [retry_delay(settings, n) for n in range(1, 7)] == [10, 20, 40, 80, 100, 100]
     assert retry_delay(settings, 10_000) == 100
+
+
+def test_old_events_are_purged_once_their_deliveries_ended(alert_runtime, receiver):
+    runtime = alert_runtime
+    _channel(runtime, "a", receiver.url())
+    for number in range(3):
+        _event(runtime, job_id=f"sync_1_{number}", kind="sync")
+    dispatcher = _dispatcher(runtime)
+    dispatcher.run_once()
+    [first, second, third] = _deliveries(runtime)
+    old = utcnow() - timedelta(days=31)
+    with runtime.session_factory.begin() as session:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_([first.event_id, second.event_id]))
+            .values(fanned_out_at=old)
+        )
+        # The second is old but still to be sent: it stays.
+        session.execute(
+            update(AlertDelivery).where(AlertDelivery.id == second.id).values(status="pending")
+        )
+    assert dispatcher.purge() == 1
+    with runtime.session_factory() as session:
+        left = set(session.scalars(select(OutboxEvent.id)))
+    assert left == {second.event_id, third.event_id}
+    assert [d.id for d in _deliveries(runtime)] == [second.id, third.id]

@@ -18,11 +18,12 @@ Each round (a Periodic thread of the gateway):
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.alert_channels import get_channel
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # Called with (channel kind, outcome): delivered, retrying (an attempt failed) or failed.
 OutcomeHook = Callable[[str, str], None]
 BATCH = 100
+PURGE_EVERY_SECONDS = 600.0
 
 
 def idempotency_key(event_id: int, channel_id: int) -> str:
@@ -64,12 +66,38 @@ class AlertDispatcher:
         self.holder = uuid.uuid4().hex
         # Longer than one send can take (an SMTP conversation is several timed-out steps).
         self.lease = timedelta(seconds=max(60.0, 6 * settings.alert_timeout_seconds))
+        self._purged_at: float | None = None
 
     def run_once(self) -> int:
         """Fan out new events, then send what is due; returns how many sends were tried."""
         while self.fan_out() == BATCH:
             pass
-        return self.deliver_due()
+        tried = self.deliver_due()
+        if self._purged_at is None or time.monotonic() - self._purged_at > PURGE_EVERY_SECONDS:
+            self.purge()
+            self._purged_at = time.monotonic()
+        return tried
+
+    def purge(self) -> int:
+        """Remove events older than ``alert_retention_days`` whose deliveries all ended, with
+        those deliveries; returns how many events."""
+        cutoff = utcnow() - timedelta(days=self.settings.alert_retention_days)
+        pending = exists().where(
+            AlertDelivery.event_id == OutboxEvent.id, AlertDelivery.status == "pending"
+        )
+        removed = 0
+        while True:
+            with self.session_factory.begin() as session:
+                ids = session.scalars(
+                    select(OutboxEvent.id)
+                    .where(OutboxEvent.fanned_out_at < cutoff, ~pending)
+                    .limit(500)
+                ).all()
+                if not ids:
+                    return removed
+                session.execute(delete(AlertDelivery).where(AlertDelivery.event_id.in_(ids)))
+                session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+            removed += len(ids)
 
     # --- fan-out ------------------------------------------------------------------------
 

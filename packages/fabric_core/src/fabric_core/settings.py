@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     alert_timeout_seconds: float = Field(default=10.0, gt=0)
     """Seconds one delivery (HTTP request or SMTP conversation) may take."""
 
+    alert_retention_days: float = Field(default=30.0, gt=0)
+    """Outbox events whose deliveries all ended (sent or given up) are removed, with their
+    deliveries, this many days after they were fanned out."""
+
     smtp_host: str | None = None
     """SMTP server that sends the e-mail alerts; e-mail channels need it."""
 
