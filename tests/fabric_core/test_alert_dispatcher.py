@@ -53,7 +53,9 @@ def _dispatcher(runtime, outcomes=None) -> AlertDispatcher:
     hook = (
         (lambda kind, outcome: outcomes.append((kind, outcome))) if outcomes is not None else None
     )
-    return AlertDispatcher(runtime.settings, runtime.session_factory, runtime.box, hook)
+    return AlertDispatcher(
+        runtime.settings, runtime.session_factory, runtime.read_session_factory, runtime.box, hook
+    )
 
 
 def test_racing_dispatchers_send_each_event_once_per_channel(alert_runtime, receiver):

@@ -83,6 +83,12 @@ def test_channels_crud_hide_the_target(api):
         ).status_code
         == 409
     )
+    audit = api.get("/api/audit-events", params={"action": "create_alert_channel"}).json()
+    assert [(event["object_id"], event["status"]) for event in audit] == [
+        (None, 409),
+        (str(mail["id"]), 201),
+        (str(created["id"]), 201),
+    ]
     assert api.delete(f"/api/alert-channels/{created['id']}").status_code == 204
     assert api.get(f"/api/alert-channels/{created['id']}").status_code == 404
     assert api.delete(f"/api/alert-channels/{created['id']}").status_code == 404
@@ -276,6 +282,7 @@ def test_the_test_route_sends_now_and_answers_the_outcome(api):
         assert len(receiver.received) == 1
         sent = receiver.received[0]
         assert sent.json["event"] == "test"
+        assert sent.json["text"].startswith("[Fabric] test alert: up\n")
         assert sent.headers["Idempotency-Key"] == answer.json()["idempotency_key"]
         assert api.get(f"/api/alert-channels/{up['id']}").json()["last_delivered_at"]
 

@@ -58,10 +58,14 @@ class AlertDispatcher:
         self,
         settings: Settings,
         session_factory: sessionmaker[Session],
+        read_session_factory: sessionmaker[Session],
         box: SecretBox,
         on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.settings, self.session_factory, self.box = settings, session_factory, box
+        # Lookups read first, without a write transaction: on SQLite that would queue every
+        # round for the write lock behind a sync storing its catalog, with nothing to write.
+        self.read_session_factory = read_session_factory
         self.on_outcome = on_outcome or (lambda _kind, _outcome: None)
         self.holder = uuid.uuid4().hex
         # Longer than one send can take (an SMTP conversation is several timed-out steps).
@@ -85,16 +89,14 @@ class AlertDispatcher:
         pending = exists().where(
             AlertDelivery.event_id == OutboxEvent.id, AlertDelivery.status == "pending"
         )
+        old = select(OutboxEvent.id).where(OutboxEvent.fanned_out_at < cutoff, ~pending)
         removed = 0
         while True:
-            with self.session_factory.begin() as session:
-                ids = session.scalars(
-                    select(OutboxEvent.id)
-                    .where(OutboxEvent.fanned_out_at < cutoff, ~pending)
-                    .limit(500)
-                ).all()
-                if not ids:
+            with self.read_session_factory() as session:
+                if session.scalar(old.limit(1)) is None:
                     return removed
+            with self.session_factory.begin() as session:
+                ids = session.scalars(old.limit(500)).all()
                 session.execute(delete(AlertDelivery).where(AlertDelivery.event_id.in_(ids)))
                 session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
             removed += len(ids)
@@ -103,14 +105,18 @@ class AlertDispatcher:
 
     def fan_out(self) -> int:
         """Make the deliveries of up to BATCH new events; returns how many events it took."""
+        new = (
+            select(OutboxEvent.id)
+            .where(OutboxEvent.fanned_out_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(BATCH)
+        )
+        with self.read_session_factory() as session:
+            if not session.scalars(new).first():
+                return 0
         now = utcnow()
         with self.session_factory.begin() as session:
-            ids = session.scalars(
-                select(OutboxEvent.id)
-                .where(OutboxEvent.fanned_out_at.is_(None))
-                .order_by(OutboxEvent.id)
-                .limit(BATCH)
-            ).all()
+            ids = session.scalars(new).all()
             if not ids:
                 return 0
             taken = session.execute(
@@ -142,7 +148,7 @@ class AlertDispatcher:
 
     def deliver_due(self) -> int:
         now = utcnow()
-        with self.session_factory() as session:
+        with self.read_session_factory() as session:
             due = session.scalars(
                 select(AlertDelivery.id)
                 .where(*self._claimable(now))
@@ -178,7 +184,7 @@ class AlertDispatcher:
             )
 
     def _deliver(self, delivery_id: int) -> None:
-        with self.session_factory() as session:
+        with self.read_session_factory() as session:
             delivery = session.get_one(AlertDelivery, delivery_id)
             event = session.get_one(OutboxEvent, delivery.event_id)
             channel = session.get_one(AlertChannel, delivery.channel_id)
@@ -255,7 +261,7 @@ class AlertDispatcher:
     def send_test(self, channel_id: int) -> AlertTestResult:
         """Send a test alert to the channel now (not through the outbox) and record the
         outcome on the channel."""
-        with self.session_factory() as session:
+        with self.read_session_factory() as session:
             channel = get_channel(session, channel_id)
             kind, name, encrypted_target = channel.kind, channel.name, channel.target_encrypted
         key = f"fabric-test-{channel_id}-{uuid.uuid4().hex[:12]}"

@@ -21,6 +21,8 @@ TITLES = {
     "mapping.broken": "column mapping broken",
     "test": "test alert",
 }
+# What the subject line names, the first of these the payload has.
+_SUBJECT_FIELDS = ("job_id", "connection_name", "dataset_name", "circuit", "channel")
 # Payload fields the text shows on lines of their own, in this order (the JSON has them all).
 _TEXT_FIELDS = (
     "connection_name",
@@ -47,7 +49,7 @@ class Alert:
 
     @property
     def subject(self) -> str:
-        about = self.payload.get("job_id") or self.payload.get("connection_name") or ""
+        about = next((self.payload[k] for k in _SUBJECT_FIELDS if self.payload.get(k)), "")
         return f"[Fabric] {TITLES.get(self.event, self.event)}" + (f": {about}" if about else "")
 
     @property

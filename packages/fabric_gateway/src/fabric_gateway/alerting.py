@@ -30,6 +30,7 @@ def start_dispatcher(runtime: Runtime, counter: Counter) -> tuple[AlertDispatche
     dispatcher = AlertDispatcher(
         runtime.settings,
         runtime.session_factory,
+        runtime.read_session_factory,
         runtime.box,
         on_outcome=lambda kind, outcome: counter.labels(kind, outcome).inc(),
     )

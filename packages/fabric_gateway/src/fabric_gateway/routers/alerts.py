@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/alert-channels", dependencies=[ADMIN], tags=["al
 
 
 @router.post("", status_code=201, response_model=AlertChannelPublic)
-def create_channel(
+def create_alert_channel(
     body: AlertChannelCreate, session: SessionDep, runtime: RuntimeDep, note: AuditNoteDep
 ) -> AlertChannelPublic:
     """Create a channel; its target is stored encrypted and shown only as ``target_hint``."""
@@ -30,7 +30,7 @@ def create_channel(
 
 
 @router.get("", response_model=list[AlertChannelPublic])
-def list_channels(
+def list_alert_channels(
     session: ReadSessionDep, page: PageDep, response: Response
 ) -> list[AlertChannelPublic]:
     """Every channel, oldest first."""
@@ -39,14 +39,14 @@ def list_channels(
 
 
 @router.get("/{channel_id}", response_model=AlertChannelPublic)
-def get_channel(channel_id: int, session: ReadSessionDep) -> AlertChannelPublic:
+def get_alert_channel(channel_id: int, session: ReadSessionDep) -> AlertChannelPublic:
     """A channel with its last delivery, last error and deliveries by state."""
     channel = alert_channels.get_channel(session, channel_id)
     return alert_channels.to_public(channel, alert_channels.delivery_counts(session, channel_id))
 
 
 @router.patch("/{channel_id}", response_model=AlertChannelPublic)
-def update_channel(
+def update_alert_channel(
     channel_id: int, body: AlertChannelUpdate, session: SessionDep, runtime: RuntimeDep
 ) -> AlertChannelPublic:
     """Change the name, target or events; the kind stays."""
@@ -57,14 +57,14 @@ def update_channel(
 
 
 @router.delete("/{channel_id}", status_code=204)
-def delete_channel(channel_id: int, session: SessionDep) -> Response:
+def delete_alert_channel(channel_id: int, session: SessionDep) -> Response:
     """Remove the channel and its deliveries, sent or not."""
     alert_channels.delete_channel(session, channel_id)
     return Response(status_code=204)
 
 
 @router.post("/{channel_id}/test", response_model=AlertTestResult)
-def test_channel(channel_id: int, request: Request) -> AlertTestResult:
+def test_alert_channel(channel_id: int, request: Request) -> AlertTestResult:
     """Send a test alert now and answer with the outcome (also kept as the channel's last
     delivery or last error)."""
     return request.app.state.alert_dispatcher.send_test(channel_id)
