@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from fabric_web.serving import free_port
 
 
@@ -79,12 +80,25 @@ class _Collect:
 
 
 class SmtpReceiver:
-    """A real SMTP server (aiosmtpd) that keeps what it is sent."""
+    """A real SMTP server (aiosmtpd) that keeps what it is sent; with ``login``, it takes mail
+    only from a client that logged in as that (user, password)."""
 
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
+        self.logins: list[tuple[str, str]] = []
         self._handler = _Collect()
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        extra: dict[str, Any] = {}
+        if login is not None:
+
+            def authenticate(_server, _session, _envelope, _mechanism, data) -> AuthResult:
+                given = (data.login.decode(), data.password.decode())
+                self.logins.append(given)
+                return AuthResult(success=given == login, handled=False)
+
+            # Loopback tests without TLS: the login is allowed over plain SMTP here only.
+            extra = {"authenticator": authenticate, "auth_required": True}
+            extra["auth_require_tls"] = False
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port, **extra)
 
     @property
     def messages(self) -> list[tuple[list[str], Message, bytes]]:

@@ -193,3 +193,18 @@ def test_old_events_are_purged_once_their_deliveries_ended(alert_runtime, receiv
         left = set(session.scalars(select(OutboxEvent.id)))
     assert left == {second.event_id, third.event_id}
     assert [d.id for d in _deliveries(runtime)] == [second.id, third.id]
+
+
+def test_a_failing_channel_does_not_hold_up_the_others(alert_runtime, receiver):
+    runtime = alert_runtime
+    down = HttpReceiver()  # never started: refused
+    _channel(runtime, "down", down.url())
+    _channel(runtime, "up", receiver.url())
+    for number in range(3):
+        _event(runtime, job_id=f"sync_1_{number}", kind="sync")
+    outcomes: list[tuple[str, str]] = []
+    assert _dispatcher(runtime, outcomes).run_once() == 4  # one try at "down", three sent
+    assert len(receiver.received) == 3
+    assert outcomes.count(("webhook", "retrying")) == 1
+    attempts = sorted(d.attempts for d in _deliveries(runtime) if d.status == "pending")
+    assert attempts == [0, 0, 1]  # the other two wait for the next round, untried

@@ -188,3 +188,15 @@ def test_links_are_added_at_delivery(settings):
         "https://af.example.com/dags/create_unified_dataset/runs/dataset_x_17"
     )
     assert with_links({"connection_id": 3}, settings) == {"connection_id": 3}
+
+
+def test_a_failed_dataset_job_names_its_dataset(event_runtime):
+    with event_runtime.session_factory.begin() as session:
+        job_id = jobs.create_job(
+            session, kind="dataset", id_prefix="dataset_sales", dataset_name="sales"
+        ).id
+    assert jobs.finish_job(event_runtime.session_factory, job_id, status="failed", error="x")
+    [(name, payload)] = _events(event_runtime)
+    assert name == "job.failed"
+    assert (payload["kind"], payload["dataset_name"]) == ("dataset", "sales")
+    assert "connection_id" not in payload

@@ -301,3 +301,28 @@ def test_the_test_route_sends_now_and_answers_the_outcome(api):
     failed = api.post(f"/api/alert-channels/{mail['id']}/test").json()
     assert failed["delivered"] is False and "FABRIC_SMTP_HOST" in failed["error"]
     assert api.post("/api/alert-channels/999999/test").status_code == 404
+
+
+# aiosmtpd warns about a login over plain SMTP: allowed on purpose, on loopback, in this test.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_email_logs_in_when_a_username_is_set_and_never_shows_the_password(settings):
+    with SmtpReceiver(login=("fabric", "smtp-Secret-pw")) as smtp:
+        smtp_settings = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp.port,
+            "smtp_starttls": False,
+            "smtp_username": "fabric",
+        }
+        wrong = _fast(settings, **smtp_settings, smtp_password="smtp-Secret-pw-typo")
+        with running_stack(wrong, with_sync=False, with_dataset=False) as api:
+            channel = _channel(api, "mail", "email", "ops@example.com")
+            failed = api.post(f"/api/alert-channels/{channel['id']}/test").json()
+            assert failed["delivered"] is False and "535" in failed["error"]
+            assert "smtp-Secret-pw" not in failed["error"]
+        right = _fast(settings, **smtp_settings, smtp_password="smtp-Secret-pw")
+        with running_stack(right, with_sync=False, with_dataset=False) as api:
+            sent = api.post(f"/api/alert-channels/{channel['id']}/test").json()
+            assert sent["delivered"] is True, sent
+        assert smtp.logins[-1] == ("fabric", "smtp-Secret-pw")
+        [(recipients, mail, _raw)] = smtp.messages
+        assert recipients == ["ops@example.com"] and mail["X-Fabric-Event"] == "test"

@@ -149,17 +149,21 @@ class AlertDispatcher:
     def deliver_due(self) -> int:
         now = utcnow()
         with self.read_session_factory() as session:
-            due = session.scalars(
-                select(AlertDelivery.id)
+            due = session.execute(
+                select(AlertDelivery.id, AlertDelivery.channel_id)
                 .where(*self._claimable(now))
                 .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id)
                 .limit(BATCH)
             ).all()
-        tried = 0
-        for delivery_id in due:
-            if self._claim(delivery_id):
-                self._deliver(delivery_id)
-                tried += 1
+        tried, failing = 0, set()
+        for delivery_id, channel_id in due:
+            # A channel that just failed is likely down: its other deliveries wait for their
+            # next round rather than each spend a timeout holding up the other channels.
+            if channel_id in failing or not self._claim(delivery_id):
+                continue
+            if not self._deliver(delivery_id):
+                failing.add(channel_id)
+            tried += 1
         return tried
 
     @staticmethod
@@ -183,7 +187,8 @@ class AlertDispatcher:
                 == 1
             )
 
-    def _deliver(self, delivery_id: int) -> None:
+    def _deliver(self, delivery_id: int) -> bool:
+        """Send a claimed delivery and record the outcome; True when the channel took it."""
         with self.read_session_factory() as session:
             delivery = session.get_one(AlertDelivery, delivery_id)
             event = session.get_one(OutboxEvent, delivery.event_id)
@@ -199,6 +204,7 @@ class AlertDispatcher:
             channel_id, encrypted_target = channel.id, channel.target_encrypted
         error = self._send(kind, encrypted_target, alert)
         self._record(delivery_id, channel_id, kind, attempts, error, alert.event)
+        return error is None
 
     def _send(self, kind: str, encrypted_target: str, alert: Alert) -> str | None:
         """Send; None when the channel took it, else why not."""
