@@ -203,3 +203,24 @@ def test_a_secret_changed_during_the_rotation_is_not_overwritten(pg_runtime):
         row = session.scalars(select(Connection).where(Connection.name == "pg")).one()
     assert new_box.decrypt(row.password_encrypted) == "changed-meanwhile"
     assert new_box.opens_with_current_key(row.password_encrypted)
+
+
+def test_alert_channel_targets_are_rotated_too(tmp_path):
+    from fabric_core.alert_channels import create_channel
+    from fabric_core.alert_schemas import AlertChannelCreate
+    from fabric_core.models import AlertChannel
+
+    settings = Settings(home=tmp_path / "home", secret_key="old-key-0123456789abcdef")
+    runtime = create_runtime(settings)
+    url = "https://hooks.example.com/services/T0/B0/secret-token"
+    try:
+        with runtime.session_factory.begin() as session:
+            data = AlertChannelCreate(name="ops", kind="slack", target=url, events=["job.failed"])
+            create_channel(session, data, runtime.box, runtime.source_policy)
+        new_key = "new-key-0123456789abcdef"
+        assert rotate_rows(runtime.session_factory, SecretBox([new_key, *runtime.box.keys])) == 1
+        with runtime.session_factory() as session:
+            stored = session.scalar(select(AlertChannel.target_encrypted))
+    finally:
+        runtime.close()
+    assert SecretBox(new_key).decrypt(stored) == url

@@ -38,8 +38,8 @@ LISTS = [
 
 @pytest.fixture
 def api(settings):
-    # No periodic sweep while statements are counted.
-    quiet = settings.model_copy(update={"sweep_seconds": 3600})
+    # No periodic sweep or alert dispatch while statements are counted.
+    quiet = settings.model_copy(update={"sweep_seconds": 3600, "alert_dispatch_seconds": 3600})
     with TestClient(create_gateway(quiet), headers=AUTH) as client:
         yield client
 
@@ -126,9 +126,10 @@ def test_every_list_route_of_the_openapi_pages(api):
         assert {"limit", "offset"} <= set(params), path
         assert params["limit"]["schema"]["maximum"] == 10_000, path
         assert params["limit"]["schema"]["default"] == 1000, path
-    # Tokens and the audit log page too (tests/fabric_gateway/test_access.py reads pages).
+    # Tokens, the audit log and alert channels page too (their own tests read pages).
     expected = [p.replace("{first}", "{connection_id}") for p in LISTS]
-    assert sorted(list_routes) == sorted([*expected, "/api/tokens", "/api/audit-events"])
+    extra = ["/api/tokens", "/api/audit-events", "/api/alert-channels"]
+    assert sorted(list_routes) == sorted([*expected, *extra])
 
 
 @pytest.mark.parametrize("route", LISTS)

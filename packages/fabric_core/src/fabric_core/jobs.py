@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.db import READ_ONLY
 from fabric_core.errors import ConflictError, NotFoundError
+from fabric_core.job_events import record_job_failed
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.models import Job, utcnow
 from fabric_core.paging import Page, Paged
@@ -141,9 +142,12 @@ def end_job(
     stats: dict[str, Any] | None = None,
     error: str | None = None,
     only_if: tuple[Any, ...] = (),
+    stuck: str | None = None,
 ) -> bool:
     """End a job in ``session``'s transaction, with what its kind ties to its end (a dataset's
-    and its version's states); False when it had already ended (the first end wins)."""
+    and its version's states) and, when it failed, its ``job.failed`` event (and ``job.stuck``
+    when ``stuck`` says why recovery gave up on it); False when it had already ended (the
+    first end wins)."""
     assert status in TERMINAL_STATUSES, status
     now = utcnow()
     values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now}
@@ -165,6 +169,8 @@ def end_job(
     kind = JOB_KINDS.get(job.kind)
     if kind is not None and kind.on_end is not None:
         kind.on_end_function()(session, job, status)
+    if status == "failed":
+        record_job_failed(session, job, error, stuck)
     return True
 
 
@@ -175,10 +181,11 @@ def finish_job(
     status: str,
     stats: dict[str, Any] | None = None,
     error: str | None = None,
+    stuck: str | None = None,
 ) -> bool:
     """Record a job's end in a transaction of its own (see :func:`end_job`)."""
     with session_factory.begin() as session:
-        return end_job(session, job_id, status=status, stats=stats, error=error)
+        return end_job(session, job_id, status=status, stats=stats, error=error, stuck=stuck)
 
 
 def list_jobs(
@@ -327,6 +334,13 @@ def fail_stale_jobs(
     with session_factory.begin() as session:
         # Still stale when ending it: a beat that landed meanwhile keeps the job running.
         return sum(
-            end_job(session, stale_id, status="failed", error=error, only_if=stale_now)
+            end_job(
+                session,
+                stale_id,
+                status="failed",
+                error=error,
+                only_if=stale_now,
+                stuck="no heartbeat from its worker",
+            )
             for stale_id in stale
         )

@@ -202,6 +202,51 @@ class OutboxEvent(Base):
     name: Mapped[str] = mapped_column(String(32), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # When the alert dispatcher made its deliveries (one per subscribed channel); null: not yet.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class AlertChannel(Base):
+    """Where events are sent: a webhook, a Slack incoming webhook or an e-mail address."""
+
+    __tablename__ = "alert_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # The URL or address, encrypted: a webhook URL (a Slack one above all) is a secret.
+    target_encrypted: Mapped[str] = mapped_column(Text)
+    # What may be shown of the target: scheme and host of a URL, or the e-mail address.
+    target_hint: Mapped[str] = mapped_column(String(320))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+
+
+class AlertDelivery(Base):
+    """One event to send to one channel, kept until it was sent or given up (at least once)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_channels.id", ondelete="CASCADE"), index=True
+    )
+    # pending (to send, perhaps again), delivered, or failed (given up after max attempts).
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # A dispatcher sending it holds it until then; another takes it only after the lease ends.
+    lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
 
 
 class CircuitState(Base):

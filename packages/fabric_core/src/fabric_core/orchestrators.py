@@ -69,9 +69,9 @@ class LocalOrchestrator:
         except Exception as exc:
             self._fail(job_id, f"Unexpected error in the task: {type(exc).__name__}: {exc}")
 
-    def _fail(self, job_id: str, message: str) -> None:
+    def _fail(self, job_id: str, message: str, stuck: str | None = None) -> None:
         # The service records its own failures; this records the ones it never saw.
-        if finish_job(self.session_factory, job_id, status="failed", error=message):
+        if finish_job(self.session_factory, job_id, status="failed", error=message, stuck=stuck):
             log.warning("job %s failed outside its service: %s", job_id, message)
 
     def recover(self) -> int:
@@ -86,7 +86,11 @@ class LocalOrchestrator:
             try:
                 self.submit(kind, job.id, kind.params_of(job).model_dump())
             except FabricError as exc:  # this job only; the others are still recovered
-                self._fail(job.id, f"Could not hand the job over again: {exc.message}")
+                self._fail(
+                    job.id,
+                    f"Could not hand the job over again: {exc.message}",
+                    stuck="could not be handed over again",
+                )
                 continue
             recovered += 1
         return recovered
@@ -122,7 +126,11 @@ class AirflowOrchestrator:
     def run_url(self, kind: JobKind, run_id: str) -> str:
         return airflow_run_url(self.settings, kind.dag_id, run_id)
 
-    def submit(self, kind: JobKind, job_id: str, params: Mapping[str, Any]) -> None:
+    def submit(
+        self, kind: JobKind, job_id: str, params: Mapping[str, Any], stuck: str | None = None
+    ) -> None:
+        """Trigger the job's DAG run; when that fails the job fails (``stuck``: why recovery
+        gave up on it, for its ``job.stuck`` event)."""
         try:
             self.client.trigger_dag_run(kind.dag_id, job_id, kind.dag_conf(job_id, params))
         except FabricError as exc:
@@ -132,7 +140,7 @@ class AirflowOrchestrator:
                     f"Airflow has no DAG {kind.dag_id!r}: check its dags_folder and the DAG's "
                     f"import errors in the Airflow UI ({exc.message})"
                 )
-            finish_job(self.session_factory, job_id, status="failed", error=message)
+            finish_job(self.session_factory, job_id, status="failed", error=message, stuck=stuck)
             raise ServiceUnavailableError(f"Could not start job {job_id}: {message}") from None
 
     def recover(self) -> int:
@@ -157,11 +165,17 @@ class AirflowOrchestrator:
                         job.id,
                         status="failed",
                         error=f"Its DAG run ended ({run.get('state')}) without running it.",
+                        stuck="its DAG run ended without running it",
                     )
                 continue  # else Airflow's pool holds it
             log.warning("job %s has no DAG run; triggering it", job.id)
             try:
-                self.submit(kind, job.id, kind.params_of(job).model_dump())
+                self.submit(
+                    kind,
+                    job.id,
+                    kind.params_of(job).model_dump(),
+                    stuck="its DAG run could not be triggered again",
+                )
             except FabricError:
                 continue  # submit recorded why on the job
             recovered += 1

@@ -1,4 +1,5 @@
-"""``fabric secrets rotate``: every stored connection secret encrypted again under a new key.
+"""``fabric secrets rotate``: every stored secret (connection secrets, alert channel targets)
+encrypted again under a new key.
 
 Order, so that a failure at any point leaves every secret readable:
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import ConfigurationError
-from fabric_core.models import Connection
+from fabric_core.models import AlertChannel, Connection
 from fabric_core.secret_files import checked_secret, new_secret, replace_secret
 from fabric_core.settings import PREVIOUS_SECRET_KEY_FILE, SECRET_KEY_FILE, Settings
 
@@ -74,28 +75,35 @@ def rotate_rows(session_factory: sessionmaker[Session], box: SecretBox) -> int:
     return _rewrite(session_factory, box, only_stale=False)
 
 
+# Every encrypted column: connection secrets and alert channel targets (webhook URLs).
+ENCRYPTED_COLUMNS = (Connection.password_encrypted, AlertChannel.target_encrypted)
+
+
 def _rewrite(session_factory: sessionmaker[Session], box: SecretBox, *, only_stale: bool) -> int:
+    return sum(
+        _rewrite_column(session_factory, box, column, only_stale=only_stale)
+        for column in ENCRYPTED_COLUMNS
+    )
+
+
+def _rewrite_column(
+    session_factory: sessionmaker[Session], box: SecretBox, column, *, only_stale: bool
+) -> int:
+    model = column.class_
     with session_factory() as session:
-        ids = session.scalars(
-            select(Connection.id).where(Connection.password_encrypted.is_not(None))
-        ).all()
+        ids = session.scalars(select(model.id).where(column.is_not(None))).all()
     rewritten = 0
-    for connection_id in ids:
+    for row_id in ids:
         while True:
             with session_factory.begin() as session:
-                stored = session.scalar(
-                    select(Connection.password_encrypted).where(Connection.id == connection_id)
-                )
+                stored = session.scalar(select(column).where(model.id == row_id))
                 if stored is None or (only_stale and box.opens_with_current_key(stored)):
                     break
                 # Only if the gateway did not change the secret since it was read.
                 changed = session.execute(
-                    update(Connection)
-                    .where(
-                        Connection.id == connection_id,
-                        Connection.password_encrypted == stored,
-                    )
-                    .values(password_encrypted=box.rotate(stored))
+                    update(model)
+                    .where(model.id == row_id, column == stored)
+                    .values({column.key: box.rotate(stored)})
                     .execution_options(synchronize_session=False)
                 ).rowcount
             if changed:

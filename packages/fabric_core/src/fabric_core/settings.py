@@ -211,6 +211,47 @@ class Settings(BaseSettings):
     task_retry_delay_seconds: float = 10.0
     """First delay before such a retry (doubling up to five minutes)."""
 
+    public_url: str = "http://localhost:8004"
+    """Base URL of the gateway as people reach it; alerts link to ``{public_url}/api/jobs/{id}``."""
+
+    alert_dispatch_seconds: float = Field(default=5.0, gt=0)
+    """How often the gateway's alert dispatcher looks for events to deliver."""
+
+    alert_max_attempts: int = Field(default=10, ge=1, le=100)
+    """Attempts to deliver one event to one channel before it is given up (shown on the
+    channel as its last error)."""
+
+    alert_retry_seconds: float = Field(default=10.0, gt=0)
+    """Delay before the second attempt of a delivery; it doubles with each attempt..."""
+
+    alert_retry_max_seconds: float = Field(default=600.0, gt=0)
+    """...up to this many seconds between attempts."""
+
+    alert_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds one delivery (HTTP request or SMTP conversation) may take."""
+
+    alert_retention_days: float = Field(default=30.0, gt=0)
+    """Outbox events whose deliveries all ended (sent or given up) are removed, with their
+    deliveries, this many days after they were fanned out."""
+
+    smtp_host: str | None = None
+    """SMTP server that sends the e-mail alerts; e-mail channels need it."""
+
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    """Port of the SMTP server (587: submission with STARTTLS)."""
+
+    smtp_username: str | None = None
+    """User to log in to the SMTP server as; no login when unset."""
+
+    smtp_password: str | None = None
+    """Password of ``smtp_username``."""
+
+    smtp_from: str = "fabric@localhost"
+    """The From address of alert e-mails."""
+
+    smtp_starttls: bool = True
+    """Upgrade the SMTP connection with STARTTLS before logging in and sending."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

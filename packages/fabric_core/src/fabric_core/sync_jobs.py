@@ -72,6 +72,7 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             # the row (on SQLite the DB) against heartbeats and cancels until the commit.
             check_stop=context.raise_if_cancelled,
             circuits=context.runtime.circuits,
+            job_id=context.job_id,
         )
         # The job's success and the lock's release commit together: no other sync of the
         # connection starts while this one still looks running.

@@ -14,11 +14,12 @@ from fabric_web.request_ids import install_request_ids
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from fabric_gateway.alerting import deliveries_counter, start_dispatcher
 from fabric_gateway.audit_log import install_audit_log
 from fabric_gateway.auth import install_authentication
 from fabric_gateway.metrics import GatewayMetrics
 from fabric_gateway.rate_limits import RateLimiter
-from fabric_gateway.routers import access, catalog, connections, datasets, mappings
+from fabric_gateway.routers import access, alerts, catalog, connections, datasets, mappings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,9 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Jobs a stopped gateway queued but never handed over are handed over again.
         sweep = Periodic("gateway-sweep", runtime.settings.sweep_seconds, orchestrator.recover)
         sweep.start()
+        # Outbox events to the alert channels (every replica runs one; they share the work).
+        app.state.alert_dispatcher, dispatch = start_dispatcher(runtime, alert_deliveries)
         try:
             yield
         finally:
+            dispatch.stop()
             sweep.stop()
             orchestrator.shutdown()
             runtime.close()
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     metrics = GatewayMetrics(app)
+    alert_deliveries = deliveries_counter(metrics.registry)
     app.state.metrics = metrics
     install_error_handlers(app)
     install_authentication(app)  # inside the audit log, which records its refusals
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mappings.router)
     app.include_router(datasets.router)
     app.include_router(access.router)
+    app.include_router(alerts.router)
     install_request_ids(app)
 
     @app.get("/", tags=["operations"])

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.catalog.change_events import mapped_columns, record_sync_events
 from fabric_core.catalog.harvest import (
     ForeignKeyTarget,
     HarvestedCatalog,
@@ -72,6 +73,7 @@ def sync_connection(
     timeout: float,
     check_stop: StopCheck | None = None,
     circuits: CircuitBreaker | None = None,
+    job_id: str | None = None,
 ) -> SyncStats:
     """Harvest the source of ``connection_id`` and bring its stored catalog up to date.
 
@@ -83,6 +85,7 @@ def sync_connection(
         check_stop: called before anything is stored and between batches; raising rolls
             back the whole sync.
         circuits: when given, the harvest goes through the connection's circuit breaker.
+        job_id: the sync job, named in the events the changes record.
 
     Returns:
         Counts of added, changed and removed tables and columns.
@@ -100,7 +103,7 @@ def sync_connection(
     )
     stats.harvest_seconds = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    _persist(session_factory, connection_id, catalog, stats, check_stop)
+    _persist(session_factory, connection_id, catalog, stats, check_stop, job_id)
     stats.persist_seconds = round(time.perf_counter() - started, 3)
     return stats
 
@@ -215,13 +218,15 @@ def _persist(
     catalog: HarvestedCatalog,
     stats: SyncStats,
     check_stop: StopCheck | None,
+    job_id: str | None = None,
 ) -> None:
-    """Store the diff in one transaction: a sync that dies or is cancelled half way leaves
-    the catalog as it was."""
+    """Store the diff in one transaction, with the events it means (catalog.changed,
+    mapping.broken): a sync that dies or is cancelled half way leaves the catalog as it was."""
     now = utcnow()
     with session_factory() as session, session.begin():
         if check_stop:
             check_stop()  # a cancelled job stops before it writes anything
+        mapped_before = mapped_columns(session, connection_id)
         schema_ids = _sync_schemas(session, connection_id, catalog.schemas, now)
         stored_tables = _load_tables(session, connection_id)
         stored_columns = _load_columns(session, connection_id)
@@ -253,6 +258,7 @@ def _persist(
         session.execute(
             update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
         )
+        record_sync_events(session, connection_id, stats, mapped_before, job_id)
 
 
 def _mark_removed(session: Session, key, ids: Sequence[int], now: datetime) -> int:
