@@ -15,9 +15,9 @@ from fabric_core.orchestrators import orphaned_jobs
 from fabric_core.polling import needs_hand_over
 from fabric_core.runtime import create_runtime
 from fabric_core.schemas import RetryPolicy
+from service_helpers import running_stack, wait_for_job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from service_helpers import running_stack, wait_for_job
 
 
 @pytest.fixture

@@ -20,8 +20,14 @@ from fabric_core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# A kind with no retry settings of its own (a new kind, a test's kind) is tried once.
+NO_RETRY = RetryPolicy(attempts=1, backoff_seconds=0, max_delay_seconds=0)
+
+
 def kind_policy(kind_name: str, settings: Settings) -> RetryPolicy:
     """The settings' policy of a job kind (``FABRIC_<KIND>_RETRY_*``)."""
+    if not hasattr(settings, f"{kind_name}_retry_attempts"):
+        return NO_RETRY
     return RetryPolicy(
         attempts=getattr(settings, f"{kind_name}_retry_attempts"),
         backoff_seconds=getattr(settings, f"{kind_name}_retry_backoff_seconds"),
