@@ -17,6 +17,7 @@ from catalog_helpers import register, sync, tables_by_name
 from conftest import PG_HOST, PG_PORT, PG_USER
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.models import Job
 from fabric_core.polling import wait_for_job_end
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings
@@ -26,6 +27,7 @@ from fabric_sync.app import create_app as create_sync
 from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
 from service_helpers import bearer
+from sqlalchemy import select
 
 pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
@@ -61,6 +63,8 @@ def stack(pg_admin, s3_server, tmp_path_factory):
         dataset_url=f"http://127.0.0.1:{dataset_port}",
         job_poll_interval=0.2,
         dataset_batch_rows=2000,
+        sync_retry_backoff_seconds=2.0,
+        sync_retry_max_delay_seconds=4.0,
         **s3_server.settings_update("airflow"),
     )
     servers = {
@@ -144,6 +148,10 @@ def _max_concurrency(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
+def _job_interval(job: dict) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(job["started_at"]), datetime.fromisoformat(job["finished_at"])
+
+
 def _task_intervals(client: AirflowClient, dag_id: str) -> dict[str, tuple[datetime, datetime]]:
     return {
         ti["dag_run_id"]: (
@@ -214,9 +222,12 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
     syncs = _task_intervals(client, "sync_data_connection")
     builds = _task_intervals(client, "create_unified_dataset")
     assert set(job_ids[:SYNCS]) <= set(syncs) and set(job_ids[SYNCS:]) <= set(builds)
-    # The pools bound the work, and the bound is reached.
-    assert _max_concurrency([syncs[j] for j in job_ids[:SYNCS]]) == 3
-    assert _max_concurrency([builds[j] for j in job_ids[SYNCS:]]) == 2
+    # The pools bound the jobs running in the services, and the bound is reached. (Task
+    # intervals may overlap more: a deferred task whose trigger fired waits, "scheduled", for
+    # a slot again to finish, and leaves its slot to another meanwhile; its job has ended.)
+    running = {j: _job_interval(job) for j, job in jobs.items()}
+    assert _max_concurrency([running[j] for j in job_ids[:SYNCS]]) == 3
+    assert _max_concurrency([running[j] for j in job_ids[SYNCS:]]) == 2
     # Each job ran inside its task's slot.
     for job_id, job in jobs.items():
         start, end = (syncs | builds)[job_id]
@@ -260,6 +271,115 @@ def test_cancel_stops_a_running_build(stack):
     assert job["status"] == "cancelled" and job["error"] == "Cancelled on request."
     dataset = gateway.get("/api/datasets/too_big").json()
     assert dataset["versions"] == [] and dataset["current_version"] is None
+
+
+def _sync_of_missing_source(gateway, home, name: str, **body) -> tuple[str, object]:
+    path = home / f"{name}.db"
+    connection = gateway.post(
+        "/api/data-connections", json={"name": name, "kind": "sqlite", "database": str(path)}
+    ).json()
+    answer = gateway.post(f"/api/data-connections/{connection['id']}/sync", json=body or None)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["dag_run_id"], path
+
+
+def test_a_source_down_then_back_succeeds_on_its_second_attempt(stack):
+    gateway, client = stack["gateway"], stack["client"]
+    job_id, path = _sync_of_missing_source(gateway, stack["home"], "comes_back")
+    deadline = time.monotonic() + 120
+    while not (job := gateway.get(f"/api/jobs/{job_id}").json())["attempt_errors"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "queued" and job["next_attempt_at"] is not None
+    _sqlite_source(path, 10)
+    job = _wait_all(gateway, [job_id], timeout=120)[job_id]
+    assert job["status"] == "success", job
+    assert job["attempts"] == 2 and len(job["attempt_errors"]) == 1
+    assert "unable to open" in job["attempt_errors"][0]["error"]
+    assert job["retry_policy"] == {"attempts": 3, "backoff_seconds": 2.0, "max_delay_seconds": 4.0}
+    # The job's attempts are not Airflow's task retries: one try of one task instance.
+    deadline = time.monotonic() + 60
+    while client.dag_run("sync_data_connection", job_id)["state"] != "success":
+        assert time.monotonic() < deadline, "the DAG run did not end well"
+        time.sleep(1)
+    [ti] = client.task_instances("sync_data_connection", job_id)
+    assert (ti["state"], ti["try_number"]) == ("success", 1)
+
+
+def test_an_error_that_cannot_pass_fails_at_once(stack):
+    gateway, client, home = stack["gateway"], stack["client"], stack["home"]
+    path = home / "garbage.db"
+    path.write_bytes(b"not a database" * 100)
+    connection = gateway.post(
+        "/api/data-connections", json={"name": "garbage", "kind": "sqlite", "database": str(path)}
+    ).json()
+    job_id = gateway.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
+    job = _wait_all(gateway, [job_id], timeout=120)[job_id]
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert len(job["attempt_errors"]) == 1 and "Airflow task failed" not in job["error"]
+    deadline = time.monotonic() + 60
+    while client.dag_run("sync_data_connection", job_id)["state"] != "failed":
+        assert time.monotonic() < deadline, "the DAG run did not fail"
+        time.sleep(1)
+    [ti] = client.task_instances("sync_data_connection", job_id)
+    assert ti["try_number"] == 1  # failed at once, no task retry
+
+
+BURST = 20
+
+
+def test_a_burst_waits_deferred_within_the_pool(stack):
+    """20 syncs whose first attempt fails: they wait for their next attempt deferred, holding
+    their pool slot but no worker slot; each task holds a worker only while it hands over."""
+    gateway, client, settings = stack["gateway"], stack["client"], stack["settings"]
+    jobs = dict(
+        _sync_of_missing_source(gateway, stack["home"], f"burst_{n}", retry={"attempts": 2})
+        for n in range(BURST)
+    )
+    runtime = create_runtime(settings, migrate=False)
+    samples: list[dict[str, str]] = []
+    restored: set[str] = set()
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            states = {
+                ti["dag_run_id"]: ti["state"]
+                for ti in client.task_instances("sync_data_connection")
+                if ti["dag_run_id"] in jobs
+            }
+            samples.append(states)
+            with runtime.session_factory() as session:
+                rows = session.execute(
+                    select(Job.id, Job.status, Job.attempt_errors).where(Job.id.in_(list(jobs)))
+                ).all()
+            for job_id, _, errors in rows:
+                if errors and job_id not in restored:  # the source is back for attempt 2
+                    _sqlite_source(jobs[job_id], 10)
+                    restored.add(job_id)
+            if all(status in ("success", "failed", "cancelled") for _, status, _ in rows):
+                break
+            assert time.monotonic() < deadline, "the burst did not end"
+            time.sleep(0.25)
+    finally:
+        runtime.close()
+    ended = _wait_all(gateway, list(jobs), timeout=60)
+    assert {j["status"] for j in ended.values()} == {"success"}
+    assert {(j["attempts"], len(j["attempt_errors"])) for j in ended.values()} == {(2, 1)}
+
+    slots = client.pools()["sync_pool"]
+    assert client.request("GET", "/api/v2/pools/sync_pool")["include_deferred"] is True
+    holding = [
+        sum(s in ("queued", "running", "deferred") for s in states.values()) for states in samples
+    ]
+    running = [sum(s == "running" for s in states.values()) for states in samples]
+    deferred = [sum(s == "deferred" for s in states.values()) for states in samples]
+    # The pool still bounds the work: deferred tasks hold their pool slot.
+    assert max(holding) <= slots
+    assert max(deferred) == slots  # the pool was full of waiting tasks at times
+    # A waiting task holds no worker: workers are held only while handing over, far less
+    # often than tasks wait.
+    assert max(running) <= slots
+    assert sum(running) * 3 < sum(deferred), (sum(running), sum(deferred))
 
 
 def test_a_service_down_during_a_run_fails_the_job_after_retries(stack):
