@@ -72,8 +72,7 @@ class JobServiceMetrics(AppMetrics):
         self.duration.observe(time.perf_counter() - started)
         with runtime.session_factory() as session:
             job = get_job(session, job_id)
-        if job.status != "queued":  # queued again for a later attempt: it has not ended
-            self.jobs.labels(job.status).inc()
+        self.jobs.labels(job.status).inc()
         return job
 
 
