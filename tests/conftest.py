@@ -255,6 +255,9 @@ def settings(tmp_path: Path) -> Settings:
         admin_token=TEST_ADMIN_TOKEN,
         service_token=TEST_SERVICE_TOKEN,
         job_poll_interval=0.05,
+        # One attempt, so a test of a failure sees it at once; retry tests ask for more.
+        sync_retry_attempts=1,
+        dataset_retry_attempts=1,
     )
 
 

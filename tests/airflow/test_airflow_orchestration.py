@@ -10,13 +10,14 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from conftest import PG_HOST, PG_PORT, PG_USER
 from fabric_core.airflow_api import AirflowClient
 from fabric_core.airflow_stack import setup_airflow, start_airflow, wait_until_healthy
+from fabric_core.models import Job, utcnow
 from fabric_core.polling import wait_for_job_end
 from fabric_core.runtime import create_runtime
 from fabric_core.settings import Settings
@@ -26,6 +27,7 @@ from fabric_sync.app import create_app as create_sync
 from fabric_web.serving import free_port, serve_in_thread
 from fastapi.testclient import TestClient
 from service_helpers import bearer
+from sqlalchemy import select
 
 pytest.importorskip("airflow", reason="the airflow dependency group is not installed")
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
@@ -61,6 +63,8 @@ def stack(pg_admin, s3_server, tmp_path_factory):
         dataset_url=f"http://127.0.0.1:{dataset_port}",
         job_poll_interval=0.2,
         dataset_batch_rows=2000,
+        sync_retry_backoff_seconds=4.0,
+        sync_retry_max_delay_seconds=8.0,
         **s3_server.settings_update("airflow"),
     )
     servers = {
@@ -144,6 +148,19 @@ def _max_concurrency(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
+def _handed_over_intervals(settings, job_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """From each job's (last) hand-over to its service to its end."""
+    runtime = create_runtime(settings, migrate=False)
+    try:
+        with runtime.session_factory() as session:
+            rows = session.execute(
+                select(Job.id, Job.handed_over_at, Job.finished_at).where(Job.id.in_(job_ids))
+            ).all()
+    finally:
+        runtime.close()
+    return {job_id: (start, end) for job_id, start, end in rows}
+
+
 def _task_intervals(client: AirflowClient, dag_id: str) -> dict[str, tuple[datetime, datetime]]:
     return {
         ti["dag_run_id"]: (
@@ -214,12 +231,17 @@ def test_pools_bound_concurrent_syncs_and_builds(stack):
     syncs = _task_intervals(client, "sync_data_connection")
     builds = _task_intervals(client, "create_unified_dataset")
     assert set(job_ids[:SYNCS]) <= set(syncs) and set(job_ids[SYNCS:]) <= set(builds)
-    # The pools bound the work, and the bound is reached.
-    assert _max_concurrency([syncs[j] for j in job_ids[:SYNCS]]) == 3
-    assert _max_concurrency([builds[j] for j in job_ids[SYNCS:]]) == 2
-    # Each job ran inside its task's slot.
+    # The pools bound the jobs in the services: from its hand-over to its end, a job's task
+    # holds its pool slot (running, then deferred). A deferred task's start_date is reset when
+    # it resumes, so task intervals do not show this; the burst test below samples the task
+    # states instead and sees the pool full of deferred tasks.
+    in_service = _handed_over_intervals(settings, job_ids)
+    assert 2 <= _max_concurrency([in_service[j] for j in job_ids[:SYNCS]]) <= 3
+    assert _max_concurrency([in_service[j] for j in job_ids[SYNCS:]]) <= 2
+    # Each job ran inside its DAG run (a resumed task's start_date is its last resumption).
     for job_id, job in jobs.items():
-        start, end = (syncs | builds)[job_id]
+        run = client.dag_run(job["dag_run"]["dag_id"], job_id)
+        start, end = (datetime.fromisoformat(run[k]) for k in ("start_date", "end_date"))
         assert start <= datetime.fromisoformat(job["started_at"]) <= end, job_id
         assert start <= datetime.fromisoformat(job["finished_at"]) <= end, job_id
         assert job["attempts"] == 1
@@ -260,6 +282,127 @@ def test_cancel_stops_a_running_build(stack):
     assert job["status"] == "cancelled" and job["error"] == "Cancelled on request."
     dataset = gateway.get("/api/datasets/too_big").json()
     assert dataset["versions"] == [] and dataset["current_version"] is None
+
+
+def _sync_of_missing_source(gateway, home, name: str, **body) -> tuple[str, object]:
+    path = home / f"{name}.db"
+    connection = gateway.post(
+        "/api/data-connections", json={"name": name, "kind": "sqlite", "database": str(path)}
+    ).json()
+    answer = gateway.post(f"/api/data-connections/{connection['id']}/sync", json=body or None)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["dag_run_id"], path
+
+
+def test_a_source_down_then_back_succeeds_on_its_second_attempt(stack):
+    gateway, client = stack["gateway"], stack["client"]
+    job_id, path = _sync_of_missing_source(gateway, stack["home"], "comes_back")
+    deadline = time.monotonic() + 120
+    while not (job := gateway.get(f"/api/jobs/{job_id}").json())["attempt_errors"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "queued" and job["next_attempt_at"] is not None
+    _sqlite_source(path, 10)
+    job = _wait_all(gateway, [job_id], timeout=120)[job_id]
+    assert job["status"] == "success", job
+    assert job["attempts"] == 2 and len(job["attempt_errors"]) == 1
+    assert "unable to open" in job["attempt_errors"][0]["error"]
+    assert job["retry_policy"] == {"attempts": 3, "backoff_seconds": 4.0, "max_delay_seconds": 8.0}
+    # The job's attempts are not Airflow's task retries: one try of one task instance.
+    deadline = time.monotonic() + 60
+    while client.dag_run("sync_data_connection", job_id)["state"] != "success":
+        assert time.monotonic() < deadline, "the DAG run did not end well"
+        time.sleep(1)
+    [ti] = client.task_instances("sync_data_connection", job_id)
+    assert (ti["state"], ti["try_number"]) == ("success", 1)
+
+
+def test_an_error_that_cannot_pass_fails_at_once(stack):
+    gateway, client, home = stack["gateway"], stack["client"], stack["home"]
+    path = home / "garbage.db"
+    path.write_bytes(b"not a database" * 100)
+    connection = gateway.post(
+        "/api/data-connections", json={"name": "garbage", "kind": "sqlite", "database": str(path)}
+    ).json()
+    job_id = gateway.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
+    job = _wait_all(gateway, [job_id], timeout=120)[job_id]
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert len(job["attempt_errors"]) == 1 and "Airflow task failed" not in job["error"]
+    deadline = time.monotonic() + 60
+    while client.dag_run("sync_data_connection", job_id)["state"] != "failed":
+        assert time.monotonic() < deadline, "the DAG run did not fail"
+        time.sleep(1)
+    [ti] = client.task_instances("sync_data_connection", job_id)
+    assert ti["try_number"] == 1  # failed at once, no task retry
+
+
+BURST = 20
+
+
+def test_a_burst_waits_deferred_within_the_pool(stack):
+    """20 syncs whose first attempt fails: they wait for their next attempt deferred, holding
+    their pool slot but no worker slot; a task holds a worker only while it hands its job over
+    or finishes."""
+    gateway, client, settings = stack["gateway"], stack["client"], stack["settings"]
+    jobs = dict(
+        _sync_of_missing_source(gateway, stack["home"], f"burst_{n}", retry={"attempts": 2})
+        for n in range(BURST)
+    )
+    runtime = create_runtime(settings, migrate=False)
+    samples: list[dict[str, str]] = []
+    waiting_tasks: list[str] = []  # the task state of each job seen waiting for its attempt
+    restored: set[str] = set()
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            states = {
+                ti["dag_run_id"]: ti["state"]
+                for ti in client.task_instances("sync_data_connection")
+                if ti["dag_run_id"] in jobs
+            }
+            samples.append(states)
+            with runtime.session_factory() as session:
+                rows = session.execute(
+                    select(Job.id, Job.status, Job.attempt_errors, Job.next_attempt_at).where(
+                        Job.id.in_(list(jobs))
+                    )
+                ).all()
+            now = utcnow()
+            for job_id, status, errors, next_attempt_at in rows:
+                if errors and job_id not in restored:  # the source is back for attempt 2
+                    _sqlite_source(jobs[job_id], 10)
+                    restored.add(job_id)
+                # Waiting for its next attempt, well after its task had time to defer.
+                failed_at = datetime.fromisoformat(errors[-1]["at"]) if errors else None
+                if (
+                    status == "queued"
+                    and next_attempt_at is not None
+                    and next_attempt_at > now
+                    and now - failed_at > timedelta(seconds=1.5)
+                ):
+                    waiting_tasks.append(states.get(job_id, "none"))
+            if all(status in ("success", "failed", "cancelled") for _, status, *_ in rows):
+                break
+            assert time.monotonic() < deadline, "the burst did not end"
+            time.sleep(0.25)
+    finally:
+        runtime.close()
+    ended = _wait_all(gateway, list(jobs), timeout=60)
+    assert {j["status"] for j in ended.values()} == {"success"}
+    assert {(j["attempts"], len(j["attempt_errors"])) for j in ended.values()} == {(2, 1)}
+
+    slots = client.pools()["sync_pool"]
+    assert client.request("GET", "/api/v2/pools/sync_pool")["include_deferred"] is True
+    holding = [
+        sum(s in ("queued", "running", "deferred") for s in states.values()) for states in samples
+    ]
+    deferred = [sum(s == "deferred" for s in states.values()) for states in samples]
+    # The pool still bounds the work: deferred tasks hold their pool slot.
+    assert max(holding) <= slots
+    assert max(deferred) == slots  # the pool was full of waiting tasks at times
+    # A job waiting for its next attempt holds no worker: its task is deferred.
+    assert len(waiting_tasks) >= BURST
+    assert set(waiting_tasks) == {"deferred"}, waiting_tasks
 
 
 def test_a_service_down_during_a_run_fails_the_job_after_retries(stack):

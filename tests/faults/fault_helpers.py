@@ -27,6 +27,9 @@ def fabric_settings(home: Path, **overrides) -> Settings:
         "admin_token": TEST_ADMIN_TOKEN,
         "service_token": TEST_SERVICE_TOKEN,
         "job_poll_interval": 0.05,
+        # One attempt, so a failure is seen at once (the retry tests ask for more).
+        "sync_retry_attempts": 1,
+        "dataset_retry_attempts": 1,
         "sync_url": f"http://127.0.0.1:{ports['sync_port']}",
         "dataset_url": f"http://127.0.0.1:{ports['dataset_port']}",
         **ports,

@@ -170,9 +170,11 @@ class AirflowClient:
         return answer["task_instances"]
 
     def upsert_pools(self, pools: dict[str, int]) -> None:
-        """Create the pools or set their sizes (idempotent)."""
+        """Create the pools or set their sizes (idempotent). Deferred tasks count in the
+        pools: a job waiting on the triggerer still holds its pool slot (so the pool bounds
+        the jobs in the services) but no worker slot."""
         entities = [
-            {"name": name, "slots": slots, "include_deferred": False}
+            {"name": name, "slots": slots, "include_deferred": True}
             for name, slots in pools.items()
         ]
         self._bulk("/api/v2/pools", entities)

@@ -1,5 +1,9 @@
-"""The DAG of a job kind, for Airflow's DAG files: one task in the kind's pool that runs
-:func:`fabric_core.job_tasks.run_job_task`, retried while its error may pass.
+"""The DAG of a job kind, for Airflow's DAG files: one deferrable task in the kind's pool
+(:class:`fabric_core.airflow_operator.FabricJobOperator`) that hands the job to its service and
+waits for it on the triggerer.
+
+The job's own attempts follow the retry policy stored on the job; the task's retries
+(FABRIC_TASK_RETRIES) are for the orchestration only: the service did not answer.
 
 Imported by Airflow when it parses the DAG files, so it stays light: Airflow's SDK, the job
 kinds and the task code, no database drivers or dataframe libraries.
@@ -10,25 +14,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Connection, Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Param, dag
 
-from fabric_core.errors import FabricError
+from fabric_core.airflow_operator import FabricJobOperator
 from fabric_core.job_kinds import JobKind
-from fabric_core.job_tasks import record_task_failure, run_job_task
+from fabric_core.job_tasks import record_task_failure
 from fabric_core.settings import Settings
 
 MAX_RETRY_DELAY = timedelta(minutes=5)
-
-
-def service_endpoint(kind: JobKind) -> tuple[str | None, str | None]:
-    """The service's base URL and token from its Airflow HTTP connection (the token is the
-    connection's password), if one is set up; ``None`` leaves it to the FABRIC_* settings."""
-    try:
-        conn = Connection.get(kind.airflow_connection_id())
-    except Exception:  # not set up: the FABRIC_*_URL and FABRIC_SERVICE_TOKEN settings decide
-        return None, None
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}", conn.password or None
 
 
 def record_failure(context: dict[str, Any]) -> None:
@@ -55,8 +48,9 @@ def job_dag(kind: JobKind, doc_md: str):
         doc_md=doc_md,
     )
     def job_runs():
-        @task(
+        FabricJobOperator(
             task_id=kind.task_id,
+            kind_name=kind.name,
             pool=kind.pool,
             retries=settings.task_retries,
             retry_delay=timedelta(seconds=settings.task_retry_delay_seconds),
@@ -64,22 +58,5 @@ def job_dag(kind: JobKind, doc_md: str):
             max_retry_delay=MAX_RETRY_DELAY,
             on_failure_callback=record_failure,
         )
-        def run(params=None) -> dict:
-            url, token = service_endpoint(kind)
-            try:
-                return run_job_task(
-                    kind,
-                    params["job_id"],
-                    kind.params_from_conf(params),
-                    settings=settings,
-                    service_url=url,
-                    service_token=token,
-                )
-            except FabricError as exc:
-                if exc.retryable:
-                    raise  # Airflow retries with exponential backoff
-                raise AirflowFailException(exc.message) from exc
-
-        run()
 
     return job_runs()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -52,9 +53,15 @@ def estimate_text(rows: int) -> str:
 
 
 def queue_dataset(
-    session: Session, request: DatasetRequest, box: SecretBox, *, orchestrator: str
+    session: Session,
+    request: DatasetRequest,
+    box: SecretBox,
+    *,
+    orchestrator: str,
+    retry_policy: dict[str, Any] | None = None,
 ) -> tuple[Job, DatasetPlan]:
-    """Check the request against the catalog and queue ``dataset_{name}_{unix_ts}``."""
+    """Check the request against the catalog and queue ``dataset_{name}_{unix_ts}``
+    (``retry_policy``: see fabric_core.retry.policy_for; None: the settings' at run time)."""
     plan = plan_dataset(session, request, box)
     # Locked: a DELETE of the same dataset waits for this request, or this one sees it.
     dataset = session.scalar(select(Dataset).where(Dataset.name == request.name).with_for_update())
@@ -81,6 +88,7 @@ def queue_dataset(
         dataset_name=request.name,
         params=request.model_dump(),
         orchestrator=orchestrator,
+        retry_policy=retry_policy,
     )
     return job, plan
 

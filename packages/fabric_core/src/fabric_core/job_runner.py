@@ -1,5 +1,6 @@
 """The one job runner: claims a queued job, keeps it alive, runs its kind's work, redacts and
-records the outcome. Every kind of job runs through :func:`run_job`."""
+records the outcome (queued again for a later attempt when its retry policy says so). Every
+kind of job runs through :func:`run_job`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from fabric_core.jobs import (
     set_progress,
     status_unless_running,
 )
+from fabric_core.retry import record_failed_attempt
 from fabric_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,13 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
             else:
                 log.info("%s job %s cancelled", kind.name, job_id)
         except FabricError as exc:
-            _fail(runtime, kind, job_id, redact(exc.message, _longest_first(context.secrets)))
+            _fail(
+                runtime,
+                kind,
+                job_id,
+                redact(exc.message, _longest_first(context.secrets)),
+                retryable=exc.retryable,
+            )
         except Exception as exc:
             # No traceback: driver messages may quote connection details; the text is redacted.
             message = f"Unexpected error: {type(exc).__name__}: {exc}"
@@ -130,16 +138,29 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
 
 
 def _fail(
-    runtime: Runtime, kind: JobKind, job_id: str, message: str, crashed: bool = False
+    runtime: Runtime,
+    kind: JobKind,
+    job_id: str,
+    message: str,
+    *,
+    crashed: bool = False,
+    retryable: bool = False,
 ) -> None:
+    """End the attempt: the job is queued again for a later attempt when its error may pass
+    and its retry policy leaves attempts, else it fails (see fabric_core.retry)."""
+    try:
+        outcome = record_failed_attempt(
+            runtime.session_factory, runtime.settings, job_id, message, retryable=retryable
+        )
+    except SQLAlchemyError as exc:  # the DB is away: the stale-job check will end it
+        log.error("could not record the end of job %s: %s", job_id, type(exc).__name__)
+        return
+    if outcome == "retrying":
+        return  # logged with its next attempt's time
     if crashed:
         log.error("%s job %s crashed: %s", kind.name, job_id, message)
     else:
         log.warning("%s job %s failed: %s", kind.name, job_id, message)
-    try:
-        finish_job(runtime.session_factory, job_id, status="failed", error=message)
-    except SQLAlchemyError as exc:  # the DB is away: the stale-job check will end it
-        log.error("could not record the end of job %s: %s", job_id, type(exc).__name__)
 
 
 def _longest_first(secrets: set[str]) -> list[str]:

@@ -1,6 +1,7 @@
-"""The task every orchestrator runs for a job, whatever its kind: hand the job to its service
-and wait for its end while holding a pool slot. The local orchestrator and the Airflow DAGs
-call the same :func:`run_job_task`."""
+"""The task the local orchestrator runs for a job, whatever its kind: hand the job to its
+service and wait for its end while holding a pool slot, handing it over again when a retry is
+due. The Airflow DAGs do the same in a deferrable operator (fabric_core.airflow_operator),
+with the same rule for hand-overs (:func:`fabric_core.polling.needs_hand_over`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fabric_core.db import create_metadata_engine, create_session_factory
 from fabric_core.errors import JobFailedError, ServiceUnavailableError
 from fabric_core.job_kinds import JobKind
 from fabric_core.jobs import finish_job
-from fabric_core.polling import wait_for_job_end
+from fabric_core.polling import needs_hand_over, wait_for_job_end
 from fabric_core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def run_job_task(
     token = service_token or settings.resolved_service_token()
     with ServiceClient(url, token, circuit=circuit) as client:
         client.submit_job(kind, job_id, params)
-        handed_over = time.monotonic()
+        handed_over = time.time()
 
         silent_since: float | None = None
 
@@ -67,12 +68,12 @@ def run_job_task(
                     raise
                 return {"id": job_id, "status": "unknown"}
             silent_since = None
-            # Still queued long after the hand-over: the service that took it died before
-            # running it. Hand it over again (a running or ended job is never taken twice).
-            waited = time.monotonic() - handed_over
-            if status["status"] == "queued" and waited > settings.job_handover_seconds:
+            # Queued again for a later attempt that is now due, or still queued long after the
+            # hand-over (the service that took it died before running it): hand it over again.
+            # The service accepts one hand-over, and never before the attempt's time.
+            if needs_hand_over(status, handed_over, settings.job_handover_seconds, time.time()):
                 client.submit_job(kind, job_id, params)
-                handed_over = time.monotonic()
+                handed_over = time.time()
             return status
 
         status = wait_for_job_end(status_of_job, poll_interval=settings.job_poll_interval)

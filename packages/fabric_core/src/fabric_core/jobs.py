@@ -35,6 +35,7 @@ def create_job(
     dataset_name: str | None = None,
     params: dict[str, Any] | None = None,
     orchestrator: str | None = None,
+    retry_policy: dict[str, Any] | None = None,
 ) -> Job:
     """Insert a queued job with id ``{id_prefix}_{unix_ts}``, unique even within one second.
 
@@ -59,6 +60,7 @@ def create_job(
                         connection_id=connection_id,
                         dataset_name=dataset_name,
                         orchestrator=orchestrator,
+                        retry_policy=retry_policy,
                         attempts=0,
                         created_at=now,
                         updated_at=now,
@@ -104,7 +106,8 @@ def accept_hand_over(
     """Record that a service took a queued job; True for exactly one caller per hand-over.
 
     A later caller is accepted only when the job is still queued ``handover_seconds`` after
-    the last hand-over (the service that took it died before running it).
+    the last hand-over (the service that took it died before running it). A job waiting for
+    its next attempt is not accepted before that attempt's time; accepting it clears the time.
     """
     now = utcnow()
     with session_factory.begin() as session:
@@ -118,8 +121,9 @@ def accept_hand_over(
                         Job.handed_over_at.is_(None),
                         Job.handed_over_at < now - timedelta(seconds=handover_seconds),
                     ),
+                    or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
                 )
-                .values(handed_over_at=now)
+                .values(handed_over_at=now, next_attempt_at=None)
                 .execution_options(synchronize_session=False)
             ).rowcount
             == 1
@@ -150,7 +154,12 @@ def end_job(
     first end wins)."""
     assert status in TERMINAL_STATUSES, status
     now = utcnow()
-    values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now}
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "updated_at": now,
+        "next_attempt_at": None,  # an ended job is never tried again
+    }
     if status == "success":
         values["progress"] = 1.0
     if stats is not None:

@@ -158,6 +158,14 @@ class Job(Base):
     # Who queued the job: the API token's id (null for the bootstrap admin token) and name.
     requested_by_token_id: Mapped[int | None] = mapped_column(Integer, index=True)
     requested_by: Mapped[str | None] = mapped_column(String(128))
+    # The retry policy fixed when the job was queued (fabric_core.retry.RetryPolicy as JSON;
+    # null for jobs queued before policies existed: the settings' policy of its kind applies).
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # One {attempt, error, at} per failed attempt, oldest first (errors redacted).
+    attempt_errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # A job put back to queued for a retry is handed over again no earlier than this; cleared
+    # when a service accepts that hand-over.
+    next_attempt_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

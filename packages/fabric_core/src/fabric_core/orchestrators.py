@@ -204,7 +204,8 @@ def orphaned_jobs(
     session_factory: sessionmaker[Session], orchestrator: str, settings: Settings, limit: int = 100
 ) -> list[Job]:
     """Jobs of ``orchestrator`` queued for longer than ``job_handover_seconds`` and not handed
-    over within that time either: perhaps left behind (the caller checks)."""
+    over within that time either: perhaps left behind (the caller checks). A job waiting for
+    its next attempt counts from that attempt's time: until then it is not left behind."""
     before = utcnow() - timedelta(seconds=settings.job_handover_seconds)
     with session_factory() as session:
         return list(
@@ -215,6 +216,7 @@ def orphaned_jobs(
                     Job.orchestrator == orchestrator,
                     Job.created_at < before,
                     or_(Job.handed_over_at.is_(None), Job.handed_over_at < before),
+                    or_(Job.next_attempt_at.is_(None), Job.next_attempt_at < before),
                 )
                 .order_by(Job.created_at)
                 .limit(limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from fabric_core.errors import ServiceUnavailableError
@@ -32,3 +33,24 @@ def wait_for_job_end(
                 f"Job {status.get('id')} still {status['status']} after {timeout:g} s."
             )
         time.sleep(poll_interval)
+
+
+def needs_hand_over(
+    status: Mapping[str, Any], handed_over_at: float, handover_seconds: float, now: float
+) -> bool:
+    """Whether a task waiting for a job should hand it to its service (again) now.
+
+    ``status`` is the job's status answer; ``handed_over_at`` and ``now`` are Unix times (the
+    last hand-over by this task, the present). Two cases: the job was put back to queued for
+    another attempt and that attempt is due; or it is still queued ``handover_seconds`` after
+    the hand-over (the service that took it died before running it). A job waiting for a later
+    attempt is left alone: it is not stuck.
+    """
+    if status.get("status") != "queued":
+        return False
+    next_attempt_at = status.get("next_attempt_at")
+    if next_attempt_at is not None:
+        if isinstance(next_attempt_at, str):
+            next_attempt_at = datetime.fromisoformat(next_attempt_at.replace("Z", "+00:00"))
+        return next_attempt_at.timestamp() <= now
+    return now - handed_over_at > handover_seconds

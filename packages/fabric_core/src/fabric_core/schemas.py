@@ -191,6 +191,42 @@ class TableDetail(TablePublic):
     columns: list[ColumnPublic]
 
 
+MAX_RETRY_ATTEMPTS = 10
+
+
+class RetryPolicy(BaseModel):
+    """How often a job whose error may pass (a source that did not answer) is tried, and how
+    long it waits between attempts: ``backoff_seconds * 2**(n-1)`` after attempt n, at most
+    ``max_delay_seconds``. Fixed on the job when it is queued."""
+
+    attempts: int = Field(ge=1, le=MAX_RETRY_ATTEMPTS, description="Attempts in all; 1: none.")
+    backoff_seconds: float = Field(ge=0, description="Wait before the second attempt.")
+    max_delay_seconds: float = Field(ge=0, description="Longest wait between two attempts.")
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after failed attempt ``attempt`` (1-based)."""
+        # The exponent is bounded (attempts <= 10), so the power never overflows.
+        return min(self.max_delay_seconds, self.backoff_seconds * 2 ** max(0, attempt - 1))
+
+
+class RetryRequest(RequestBody):
+    """A request's own retry policy; what it leaves out comes from the settings of its kind."""
+
+    attempts: int = Field(
+        ge=1,
+        le=MAX_RETRY_ATTEMPTS,
+        description=f"Attempts in all (1 to {MAX_RETRY_ATTEMPTS}); 1: no retry.",
+    )
+
+
+class AttemptError(BaseModel):
+    """Why one attempt of a job failed."""
+
+    attempt: int
+    error: str
+    at: datetime
+
+
 class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -201,7 +237,17 @@ class JobPublic(BaseModel):
     stats: dict[str, Any]
     error: str | None
     connection_id: int | None
-    attempts: int
+    attempts: int = Field(description="Attempts started so far.")
+    attempt_errors: list[AttemptError] = Field(
+        default_factory=list, description="Why each failed attempt failed, oldest first."
+    )
+    retry_policy: RetryPolicy | None = Field(
+        default=None, description="The retry policy the job was queued with."
+    )
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="Set while the job waits to be tried again: not handed over before then.",
+    )
     requested_by: str | None = Field(default=None, description="Name of the token that queued it.")
     created_at: datetime
     started_at: datetime | None
@@ -211,11 +257,22 @@ class JobPublic(BaseModel):
         default=None, description="The Airflow DAG run's state, for jobs run through Airflow."
     )
 
+    @field_validator("attempt_errors", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
 
 class SyncParams(RequestBody):
     """What a sync job works on (the job row's ``params``)."""
 
     connection_id: int
+
+
+class SyncRequest(RequestBody):
+    """Optional body of the gateway's ``POST /api/data-connections/{id}/sync``."""
+
+    retry: RetryRequest | None = None
 
 
 class SyncJobRequest(SyncParams):
@@ -390,6 +447,16 @@ class DatasetRequest(RequestBody):
         if self.selection_mode == "columns" and not self.selected_columns:
             raise ValueError("selection_mode 'columns' needs selected_columns (catalog column ids)")
         return self
+
+
+class DatasetCreateRequest(DatasetRequest):
+    """Body of the gateway's ``POST /api/datasets/unified``: the dataset and, optionally, the
+    job's own retry policy (not part of the dataset's definition)."""
+
+    retry: RetryRequest | None = None
+
+    def dataset_request(self) -> DatasetRequest:
+        return DatasetRequest.model_validate(self.model_dump(exclude={"retry"}))
 
 
 class DatasetPreviewRequest(DatasetRequest):

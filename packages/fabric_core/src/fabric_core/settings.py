@@ -205,8 +205,8 @@ class Settings(BaseSettings):
     closes it, or opens it again for as long)."""
 
     task_retries: int = 4
-    """Retries of an Airflow task whose error may pass (a service or source that did not
-    answer), with exponential backoff."""
+    """Retries of an Airflow task whose orchestration failed (the service did not answer),
+    with exponential backoff; the job's own attempts follow its retry policy instead."""
 
     task_retry_delay_seconds: float = 10.0
     """First delay before such a retry (doubling up to five minutes)."""
@@ -251,6 +251,24 @@ class Settings(BaseSettings):
 
     smtp_starttls: bool = True
     """Upgrade the SMTP connection with STARTTLS before logging in and sending."""
+    sync_retry_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts a sync job gets in all when its error may pass (a source that did not
+    answer); 1 means no retry. A request may ask for another number (``retry.attempts``)."""
+
+    sync_retry_backoff_seconds: float = Field(default=10.0, ge=0)
+    """Wait before a sync job's second attempt; doubled for each attempt after it."""
+
+    sync_retry_max_delay_seconds: float = Field(default=300.0, ge=0)
+    """Longest wait between two attempts of a sync job."""
+
+    dataset_retry_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts a dataset job gets in all when its error may pass; 1 means no retry."""
+
+    dataset_retry_backoff_seconds: float = Field(default=10.0, ge=0)
+    """Wait before a dataset job's second attempt; doubled for each attempt after it."""
+
+    dataset_retry_max_delay_seconds: float = Field(default=300.0, ge=0)
+    """Longest wait between two attempts of a dataset job."""
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from sqlalchemy import exists, or_, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,9 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def queue_sync(
-    session: Session, connection_id: int, *, orchestrator: str
+    session: Session,
+    connection_id: int,
+    *,
+    orchestrator: str,
+    retry_policy: dict[str, Any] | None = None,
 ) -> tuple[Job, Connection]:
-    """Create the queued job ``sync_{connection_id}_{unix_ts}`` for a registered connection."""
+    """Create the queued job ``sync_{connection_id}_{unix_ts}`` for a registered connection
+    (``retry_policy``: see fabric_core.retry.policy_for; None: the settings' at run time)."""
     connection = get_connection(session, connection_id)
     params = SyncParams(connection_id=connection_id)
     job = create_job(
@@ -34,6 +40,7 @@ def queue_sync(
         connection_id=connection_id,
         params=params.model_dump(),
         orchestrator=orchestrator,
+        retry_policy=retry_policy,
     )
     return job, connection
 

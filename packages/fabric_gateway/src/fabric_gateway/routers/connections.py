@@ -6,12 +6,14 @@ from fabric_core import connections
 from fabric_core.catalog.browse import list_tables
 from fabric_core.errors import NotFoundError
 from fabric_core.job_kinds import SYNC
+from fabric_core.retry import policy_for
 from fabric_core.schemas import (
     ConnectionCheck,
     ConnectionCreate,
     ConnectionPublic,
     ConnectionUpdate,
     SyncQueued,
+    SyncRequest,
     TablePublic,
 )
 from fabric_core.sync_jobs import queue_sync
@@ -99,12 +101,19 @@ def test_connection(connection_id: int, runtime: RuntimeDep, request: Request) -
 def sync_connection(
     connection_id: int,
     session: SessionDep,
+    runtime: RuntimeDep,
     orchestrator: OrchestratorDep,
     principal: PrincipalDep,
     note: AuditNoteDep,
+    body: SyncRequest | None = None,
 ) -> SyncQueued:
-    """Queue a metadata sync of the connection's catalog."""
-    job, connection = queue_sync(session, connection_id, orchestrator=orchestrator.name)
+    """Queue a metadata sync of the connection's catalog. The body is optional:
+    ``{"retry": {"attempts": n}}`` sets this job's attempts (1 to 10) instead of
+    FABRIC_SYNC_RETRY_ATTEMPTS."""
+    retry = policy_for(SYNC.name, runtime.settings, body.retry if body else None)
+    job, connection = queue_sync(
+        session, connection_id, orchestrator=orchestrator.name, retry_policy=retry
+    )
     record_requester(job, principal)
     note.object_id = job.id
     hand_over(session, orchestrator, SYNC, job)

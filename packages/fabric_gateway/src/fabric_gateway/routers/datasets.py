@@ -6,14 +6,15 @@ from fabric_core.clients import ServiceClient
 from fabric_core.dataset_jobs import estimate_text, queue_dataset
 from fabric_core.datasets import service
 from fabric_core.job_kinds import DATASET
+from fabric_core.retry import policy_for
 from fabric_core.schemas import (
     PREVIEW_DEFAULT_ROWS,
     PREVIEW_MAX_ROWS,
+    DatasetCreateRequest,
     DatasetPreview,
     DatasetPreviewRequest,
     DatasetPublic,
     DatasetQueued,
-    DatasetRequest,
 )
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fabric_web.paging import PageDep, page_answer
@@ -28,15 +29,24 @@ router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
 @router.post("/unified", status_code=202, response_model=DatasetQueued, dependencies=[EDITOR])
 def create_unified_dataset(
-    body: DatasetRequest,
+    body: DatasetCreateRequest,
     session: SessionDep,
     runtime: RuntimeDep,
     orchestrator: OrchestratorDep,
     principal: PrincipalDep,
     note: AuditNoteDep,
 ) -> DatasetQueued:
-    """Queue the build of a unified dataset (a new version if the name exists)."""
-    job, plan = queue_dataset(session, body, runtime.box, orchestrator=orchestrator.name)
+    """Queue the build of a unified dataset (a new version if the name exists).
+    ``"retry": {"attempts": n}`` sets this job's attempts (1 to 10) instead of
+    FABRIC_DATASET_RETRY_ATTEMPTS."""
+    retry = policy_for(DATASET.name, runtime.settings, body.retry)
+    job, plan = queue_dataset(
+        session,
+        body.dataset_request(),
+        runtime.box,
+        orchestrator=orchestrator.name,
+        retry_policy=retry,
+    )
     record_requester(job, principal)
     note.object_id = job.id
     hand_over(session, orchestrator, DATASET, job)
