@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from catalog_helpers import register, sync, tables_by_name
-from fabric_core.dataset_jobs import queue_dataset
+from fabric_core.dataset_jobs import queue_dataset, sweep_datasets
 from fabric_core.datasets.build import allocate_version, clean_abandoned_versions
 from fabric_core.jobs import cancel_job, claim_job, fail_stale_jobs, finish_job
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
+from fabric_core.runtime import create_runtime
 from fabric_core.schemas import DatasetRequest
 from service_helpers import running_stack, wait_for_job
 from sqlalchemy import select, update
@@ -123,3 +124,33 @@ def test_a_dataset_queued_while_the_dataset_service_is_down_ends_failed(settings
             None,
             [],
         )
+
+
+@pytest.fixture
+def runtime_on(settings, metadata_url):
+    """A runtime on the embedded SQLite and on a PostgreSQL metadata DB."""
+    runtime = create_runtime(settings.model_copy(update={"database_url": metadata_url}))
+    yield runtime
+    runtime.close()
+
+
+def test_the_dataset_sweep_removes_what_a_dead_build_left(runtime_on, tmp_path):
+    runtime = runtime_on
+    path = tmp_path / "src.db"
+    _one_table(path)
+    connection_id = register(runtime, name="src", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    table = tables_by_name(runtime, connection_id)[("main", "t")].id
+    job_id = _queue(runtime, table)
+    assert claim_job(runtime.session_factory, job_id)
+    with runtime.session_factory() as session:
+        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == "d"))
+    version = allocate_version(runtime.session_factory, dataset_id, job_id, "copy_to_minio")
+    folder = Path(runtime.storage.version_dir("d", version))
+    folder.mkdir(parents=True)
+    (folder / "part-00000.parquet").write_bytes(b"half written")
+    assert finish_job(runtime.session_factory, job_id, status="failed", error="killed")
+
+    sweep_datasets(runtime)  # what the dataset service runs on start and periodically
+    assert _dataset(runtime) == ("failed", None, [(1, "removed")])
+    assert not folder.exists()

@@ -246,16 +246,16 @@ def remove_abandoned_versions(runtime: Runtime) -> int:
     """The dataset service's sweep: files and records of versions whose job ended without
     publishing them (a killed build, a job failed from outside); returns how many."""
     with runtime.session_factory() as session:
-        datasets = session.scalars(
-            select(Dataset)
-            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+        # A subquery, not DISTINCT over datasets: PostgreSQL cannot compare their JSON columns.
+        with_abandoned = (
+            select(DatasetVersion.dataset_id)
             .outerjoin(Job, Job.id == DatasetVersion.job_id)
             .where(
                 DatasetVersion.status.in_(("building", "failed")),
                 Job.id.is_(None) | Job.status.in_(TERMINAL_STATUSES),
             )
-            .distinct()
-        ).all()
+        )
+        datasets = session.scalars(select(Dataset).where(Dataset.id.in_(with_abandoned))).all()
     removed = 0
     for dataset in datasets:
         removed += clean_abandoned_versions(runtime.session_factory, runtime.storage, dataset)
