@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import typing
 
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
@@ -196,3 +197,31 @@ def test_a_connection_with_a_sync_in_flight_cannot_be_deleted(api, source_db):
     response = api.delete(f"/api/data-connections/{connection['id']}")
     assert response.status_code == 409 and "queued or running" in response.json()["detail"]
     assert api.get(f"/api/data-connections/{connection['id']}").status_code == 200
+
+
+def test_jobs_filter_by_status_and_kind(api, source_db, tmp_path):
+    good = _register(api, source_db)
+    done = api.post(f"/api/data-connections/{good['id']}/sync").json()["dag_run_id"]
+    assert wait_for_job(api, done)["status"] == "success"
+    path = tmp_path / "gone.db"
+    sqlite3.connect(path).close()
+    gone = api.post(
+        "/api/data-connections", json={"name": "gone", "kind": "sqlite", "database": str(path)}
+    ).json()
+    path.unlink()
+    failed = api.post(f"/api/data-connections/{gone['id']}/sync").json()["dag_run_id"]
+    assert wait_for_job(api, failed)["status"] == "failed"
+
+    assert [j["id"] for j in api.get("/api/jobs", params={"status": "failed"}).json()] == [failed]
+    ok = api.get("/api/jobs", params={"status": "success", "kind": "sync"})
+    assert [j["id"] for j in ok.json()] == [done] and ok.headers["x-total-count"] == "1"
+    assert api.get("/api/jobs", params={"kind": "dataset"}).json() == []
+    assert api.get("/api/jobs", params={"status": "done"}).status_code == 422
+    assert api.get("/api/jobs", params={"kind": "export"}).status_code == 422
+
+
+def test_the_jobs_kind_filter_names_every_kind():
+    from fabric_core.job_kinds import JOB_KINDS
+    from fabric_gateway.routers.catalog import JobKindName
+
+    assert set(typing.get_args(JobKindName)) == set(JOB_KINDS)

@@ -198,12 +198,21 @@ def finish_job(
 
 
 def list_jobs(
-    session: Session, *, connection_id: int | None = None, page: Page = Page()
+    session: Session,
+    *,
+    connection_id: int | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    page: Page = Page(),
 ) -> Paged[Job]:
-    """Jobs, newest first."""
+    """Jobs, newest first, of one connection, status or kind when given."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id)
     if connection_id is not None:
         query = query.where(Job.connection_id == connection_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
     return Paged(page.scalars(session, query), page.total(session, query))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fabric_core.catalog.browse import get_table
 from fabric_core.catalog.values import column_values
 from fabric_core.errors import FabricError
 from fabric_core.job_kinds import JOB_KINDS
 from fabric_core.jobs import cancel_job, fail_stale_jobs, get_job, list_jobs
-from fabric_core.schemas import ColumnValues, JobPublic, TableDetail
+from fabric_core.schemas import ColumnValues, JobPublic, JobStatus, TableDetail
 from fabric_web.common import ReadSessionDep, RuntimeDep
 from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
@@ -52,12 +53,20 @@ def values(
     )
 
 
+JobKindName = Literal["sync", "dataset"]  # the names of JOB_KINDS (checked by a test)
+
+
 @router.get("/jobs", response_model=list[JobPublic], tags=["jobs"], dependencies=[VIEWER])
 def jobs(
-    session: ReadSessionDep, page: PageDep, response: Response, connection_id: int | None = None
+    session: ReadSessionDep,
+    page: PageDep,
+    response: Response,
+    connection_id: int | None = None,
+    status: JobStatus | None = None,
+    kind: JobKindName | None = None,
 ) -> list[JobPublic]:
-    """Jobs, newest first (paged)."""
-    paged = list_jobs(session, connection_id=connection_id, page=page)
+    """Jobs, newest first (paged); only one connection's, status or kind when asked."""
+    paged = list_jobs(session, connection_id=connection_id, status=status, kind=kind, page=page)
     return page_answer(response, paged.map(JobPublic.model_validate))
 
 
