@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 from alert_helpers import HttpReceiver
-from fabric_core.alert_channels import create_channel
-from fabric_core.alert_dispatcher import AlertDispatcher, retry_delay
-from fabric_core.alert_schemas import AlertChannelCreate
+from fabric_core.alerts.channels import create_channel
+from fabric_core.alerts.dispatcher import AlertDispatcher, retry_delay
+from fabric_core.alerts.schemas import AlertChannelCreate
 from fabric_core.events import record_event
 from fabric_core.models import AlertChannel, AlertDelivery, OutboxEvent, utcnow
 from sqlalchemy import select, update

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from fabric_core import jobs
-from fabric_core.alert_messages import with_links
+from fabric_core.alerts.messages import with_links
 from fabric_core.models import ColumnMapping, Job, OutboxEvent, UnifiedColumn, utcnow
 from fabric_core.orchestrators import LocalOrchestrator
 from sqlalchemy import select, update

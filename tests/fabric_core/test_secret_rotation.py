@@ -206,8 +206,8 @@ def test_a_secret_changed_during_the_rotation_is_not_overwritten(pg_runtime):
 
 
 def test_alert_channel_targets_are_rotated_too(tmp_path):
-    from fabric_core.alert_channels import create_channel
-    from fabric_core.alert_schemas import AlertChannelCreate
+    from fabric_core.alerts.channels import create_channel
+    from fabric_core.alerts.schemas import AlertChannelCreate
     from fabric_core.models import AlertChannel
 
     settings = Settings(home=tmp_path / "home", secret_key="old-key-0123456789abcdef")

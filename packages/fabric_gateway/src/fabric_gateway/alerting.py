@@ -3,7 +3,7 @@ of deliveries in the gateway's metrics."""
 
 from __future__ import annotations
 
-from fabric_core.alert_dispatcher import AlertDispatcher
+from fabric_core.alerts.dispatcher import AlertDispatcher
 from fabric_core.periodic import Periodic
 from fabric_core.runtime import Runtime
 from prometheus_client import CollectorRegistry, Counter

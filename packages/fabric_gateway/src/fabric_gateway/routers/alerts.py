@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fabric_core import alert_channels
-from fabric_core.alert_schemas import (
+from fabric_core.alerts import channels as alert_channels
+from fabric_core.alerts.schemas import (
     AlertChannelCreate,
     AlertChannelPublic,
     AlertChannelUpdate,

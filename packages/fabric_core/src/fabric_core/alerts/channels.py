@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabric_core.alert_schemas import (
+from fabric_core.alerts.schemas import (
     AlertChannelCreate,
     AlertChannelPublic,
     AlertChannelUpdate,

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import httpx
 
-from fabric_core.alert_messages import Alert
+from fabric_core.alerts.messages import Alert
 from fabric_core.crypto import redact
 from fabric_core.settings import Settings
 

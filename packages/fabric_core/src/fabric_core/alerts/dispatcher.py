@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabric_core.alert_channels import get_channel
-from fabric_core.alert_messages import Alert, with_links
-from fabric_core.alert_schemas import AlertTestResult
-from fabric_core.alert_senders import DeliveryError, send_alert
+from fabric_core.alerts.channels import get_channel
+from fabric_core.alerts.messages import Alert, with_links
+from fabric_core.alerts.schemas import AlertTestResult
+from fabric_core.alerts.senders import DeliveryError, send_alert
 from fabric_core.crypto import SecretBox
 from fabric_core.errors import FabricError
 from fabric_core.models import AlertChannel, AlertDelivery, OutboxEvent, utcnow
