@@ -123,8 +123,8 @@ def test_every_kind_on_a_silent_server_ends_test_and_sync_in_time(tmp_path):
             checked = api.post(f"/api/data-connections/{connection_id}/test", headers=AUTH)
             elapsed = time.monotonic() - started
             assert checked.status_code == 200 and not checked.json()["ok"], (kind, checked.text)
-            # S3: one connect and read timeout per attempt, s3fs tries three times.
-            assert elapsed < 4 * TIMEOUT + 2, (kind, elapsed)
+            # One read timeout per attempt; S3: s3fs tries twice, one botocore attempt each.
+            assert elapsed < 3 * TIMEOUT + 1, (kind, elapsed)
         started = time.monotonic()
         jobs = {
             kind: api.post(f"/api/data-connections/{i}/sync", headers=AUTH).json()["dag_run_id"]

@@ -290,7 +290,8 @@ def _filesystem(spec: ConnectionSpec, timeout: float):
         config_kwargs={
             "connect_timeout": timeout,
             "read_timeout": spec.policy.read_timeout,
-            "retries": {"max_attempts": 1, "mode": "standard"},
+            # One attempt per s3fs try (botocore's max_attempts counts retries, not attempts).
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
         },
         use_listings_cache=False,
     )
