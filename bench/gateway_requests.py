@@ -14,8 +14,10 @@ What it does:
 3. Sends ``--requests`` requests of each kind one after the other on one keep-alive client:
    ``GET /health`` (the reference: one ``SELECT 1``, no authentication), ``GET
    /api/unified-columns?limit=100`` (an authenticated paged read) and ``POST
-   /api/unified-columns`` + ``DELETE`` (an authenticated, audited write), and prints each
-   one's median and 95th percentile and the ratio of its median to /health's.
+   /api/unified-columns`` + ``DELETE`` (an authenticated, audited write), and ``GET
+   /metrics`` (what Prometheus scrapes: on the gateway it reads queues, pools and circuits from
+   the metadata DB), and prints each one's median and 95th percentile and the ratio of its
+   median to /health's.
 
 The ratios are measured in one run against the same process's /health, so they hold on a
 loaded machine; the script only uses the launcher and HTTP, so it also runs from an older
@@ -99,6 +101,7 @@ def main() -> None:
                     return api.delete(f"/api/unified-columns/{created.json()['id']}")
 
                 writes = _timed(write, args.requests)
+                scrapes = _timed(lambda: api.get("/metrics"), args.requests)
         finally:
             services.stop()
     reference = statistics.median(health)
@@ -106,6 +109,7 @@ def main() -> None:
     print(_figures("GET /health", health, None))
     print(_figures("GET /api/unified-columns?limit=100", read, reference))
     print(_figures("POST + DELETE /api/unified-columns", writes, reference))
+    print(_figures("GET /metrics (a scrape)", scrapes, reference))
 
 
 if __name__ == "__main__":
