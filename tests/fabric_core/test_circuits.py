@@ -394,3 +394,36 @@ def test_concurrent_reports_make_each_transition_and_its_event_once(runtime, cir
         other.close()
     assert len(_events(runtime, "circuit.opened")) == 1
     assert len(_events(runtime, "circuit.closed")) == 1
+
+
+def test_a_job_refused_by_an_open_circuit_is_not_retried_before_the_circuit_lets_calls_through(
+    circuit_settings,
+):
+    from fabric_core.job_kinds import SYNC
+    from fabric_core.job_runner import run_job
+    from fabric_core.jobs import get_job
+    from fabric_core.sync_jobs import queue_sync
+
+    settings = circuit_settings.model_copy(
+        update={"circuit_reset_seconds": 120.0, "sync_retry_attempts": 3}
+    )
+    runtime = create_runtime(settings)
+    try:
+        connection_id = _pg_connection(runtime, port=free_port())
+        _open_circuit(runtime, connection_id)
+        retry_at = _state(runtime, connection_id).retry_at
+        with runtime.session_factory.begin() as session:
+            job_id = queue_sync(
+                session,
+                connection_id,
+                orchestrator="test",
+                retry_policy={"attempts": 3, "backoff_seconds": 1, "max_delay_seconds": 5},
+            )[0].id
+        assert run_job(SYNC, runtime, job_id)
+        with runtime.session_factory() as session:
+            job = get_job(session, job_id)
+        assert job.status == "queued" and "is open" in job.attempt_errors[0]["error"]
+        # Not after the policy's 1 s backoff, which the open circuit would refuse at once.
+        assert job.next_attempt_at == retry_at
+    finally:
+        runtime.close()

@@ -22,11 +22,13 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from service_helpers import bearer
 
 
-def _job(runtime, kind: str, status: str, age_seconds: float = 0) -> None:
+def _job(runtime, kind: str, status: str, age_seconds: float = 0, **values) -> None:
     with runtime.session_factory.begin() as session:
         job = create_job(session, kind=kind, id_prefix=f"{kind}_metrics")
         job.status = status
-        job.created_at = utcnow() - timedelta(seconds=age_seconds)
+        job.created_at = job.updated_at = utcnow() - timedelta(seconds=age_seconds)
+        for name, value in values.items():
+            setattr(job, name, value)
 
 
 def test_queue_and_pools_are_read_from_the_metadata_db_alike_by_every_replica(
@@ -59,6 +61,25 @@ def test_queue_and_pools_are_read_from_the_metadata_db_alike_by_every_replica(
         assert value(text, "fabric_pool_slots_in_use", pool="dataset_pool") == 2
         assert 90 <= value(text, "fabric_jobs_oldest_queued_age_seconds", kind="sync") < 120
         assert value(text, "fabric_jobs_oldest_queued_age_seconds", kind="dataset") == 0
+
+
+def test_jobs_handed_over_or_waiting_for_a_retry_hold_their_pool_slots(settings, metadata_url):
+    settings = settings.model_copy(update={"database_url": metadata_url, "sync_pool_slots": 3})
+    with TestClient(create_app(settings), headers=bearer(settings)) as api:
+        runtime = api.app.state.runtime
+        later = utcnow() + timedelta(minutes=1)
+        _job(runtime, "sync", "running")
+        _job(runtime, "sync", "queued", handed_over_at=utcnow())  # its service has it
+        # Queued again an hour after it was created, for an attempt a minute from now.
+        _job(runtime, "sync", "queued", age_seconds=3600, next_attempt_at=later)
+        _job(runtime, "sync", "queued", age_seconds=30)  # waits for a slot
+        text = api.get("/metrics").text
+
+    assert value(text, "fabric_pool_slots_in_use", pool="sync_pool") == 3
+    assert value(text, "fabric_jobs_queued", kind="sync") == 2
+    assert value(text, "fabric_jobs_retry_waiting", kind="sync") == 1
+    # The job waiting for its retry is not the longest waiter: the one without a slot is.
+    assert 30 <= value(text, "fabric_jobs_oldest_queued_age_seconds", kind="sync") < 60
 
 
 def _scrape(collector: MetadataDbCollector) -> str:

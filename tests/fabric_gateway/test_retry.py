@@ -99,6 +99,8 @@ def test_a_source_down_then_back_succeeds_on_the_second_attempt(api, retry_setti
     [event] = _events(retry_settings, "job.retrying")
     assert event["job_id"] == job_id and event["kind"] == "sync" and event["attempt"] == 1
     assert event["connection_id"] == connection_id and "unable to open" in event["error"]
+    assert (event["orchestrator"], event["max_attempts"]) == ("local", 3)
+    assert event["connection_name"]
     assert event["next_attempt_at"] == waiting["next_attempt_at"].replace("Z", "+00:00")
 
 

@@ -168,7 +168,7 @@ class Circuit:
         except SQLAlchemyError as exc:
             log.warning("circuit %s: state unreadable, call let through: %s", self.key, exc)
             return False
-        raise CircuitOpenError(_refusal(row, now))
+        raise CircuitOpenError(_refusal(row, now), retry_at=row.retry_at)
 
     def succeeded(self) -> None:
         """The dependency answered: reset the count; an open circuit closes."""

@@ -24,6 +24,8 @@ fail at once on an error that is not ``retryable`` and retry the others.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class FabricError(Exception):
     """Root of Fabric's errors."""
@@ -88,7 +90,12 @@ class ServiceUnreachableError(ServiceUnavailableError):
 
 class CircuitOpenError(ServiceUnavailableError):
     """The call was not made: its circuit (fabric_core.circuits) is open; the message names
-    the circuit and when a call is let through again."""
+    the circuit and when a call is let through again (``retry_at``, so a job's next attempt
+    is not spent on a circuit still open)."""
+
+    def __init__(self, message: str, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class ConfigurationError(FabricError):

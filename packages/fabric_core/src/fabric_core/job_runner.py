@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -116,6 +117,7 @@ def run_job(kind: JobKind, runtime: Runtime, job_id: str) -> bool:
                 job_id,
                 redact(exc.message, _longest_first(context.secrets)),
                 retryable=exc.retryable,
+                not_before=getattr(exc, "retry_at", None),
             )
         except Exception as exc:
             # No traceback: driver messages may quote connection details; the text is redacted.
@@ -145,12 +147,18 @@ def _fail(
     *,
     crashed: bool = False,
     retryable: bool = False,
+    not_before: datetime | None = None,
 ) -> None:
     """End the attempt: the job is queued again for a later attempt when its error may pass
     and its retry policy leaves attempts, else it fails (see fabric_core.retry)."""
     try:
         outcome = record_failed_attempt(
-            runtime.session_factory, runtime.settings, job_id, message, retryable=retryable
+            runtime.session_factory,
+            runtime.settings,
+            job_id,
+            message,
+            retryable=retryable,
+            not_before=not_before,
         )
     except SQLAlchemyError as exc:  # the DB is away: the stale-job check will end it
         log.error("could not record the end of job %s: %s", job_id, type(exc).__name__)

@@ -63,7 +63,9 @@ class LocalOrchestrator:
         except ServiceUnavailableError as exc:
             if pool.stopping.is_set():
                 return  # stopping together with the services, which may still finish it
-            self._fail(job_id, exc.message)
+            # Given up on, as recovery gives up: the job could not be handed over, or the
+            # service running it went silent for the whole hand-over window.
+            self._fail(job_id, exc.message, stuck=f"its {kind.service} service did not answer")
         except FabricError as exc:
             self._fail(job_id, exc.message)
         except Exception as exc:

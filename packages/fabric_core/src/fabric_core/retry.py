@@ -5,13 +5,14 @@ orchestrators only hand a job back to its service when it is due again."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.events import record_event
+from fabric_core.job_events import job_payload
 from fabric_core.jobs import end_job
 from fabric_core.models import Job, utcnow
 from fabric_core.schemas import RetryPolicy, RetryRequest
@@ -57,10 +58,14 @@ def record_failed_attempt(
     error: str,
     *,
     retryable: bool,
+    not_before: datetime | None = None,
 ) -> str:
     """Record that the running job's attempt failed with ``error`` (already redacted), in one
     transaction: back to ``queued`` with its next attempt's time when the error may pass and
     attempts remain (``job.retrying`` fires), else ended ``failed``.
+
+    ``not_before``: the next attempt is not due before then (a circuit that stays open until
+    then would refuse it at once).
 
     Returns ``retrying``, ``failed``, or ``ended`` when the job had ended meanwhile (a cancel
     wins: a cancelled job never retries).
@@ -86,6 +91,8 @@ def record_failed_attempt(
         policy = job_policy(row.kind, row.retry_policy, settings)
         if retryable and attempt < policy.attempts:
             next_at = now + timedelta(seconds=policy.delay_after(attempt))
+            if not_before is not None and not_before > next_at:
+                next_at = not_before
             requeued = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running")
@@ -101,19 +108,20 @@ def record_failed_attempt(
             ).rowcount
             if not requeued:
                 return "ended"
+            # Like every job event (job_payload): with the orchestrator, so an Airflow job's
+            # alert links to its DAG run, and the connection's name.
+            job = session.get_one(Job, job_id, populate_existing=True)
             record_event(
                 session,
                 "job.retrying",
-                {
-                    "job_id": job_id,
-                    "kind": row.kind,
-                    "connection_id": row.connection_id,
-                    "dataset_name": row.dataset_name,
-                    "attempt": attempt,
-                    "attempts": policy.attempts,
-                    "next_attempt_at": next_at.isoformat(),
-                    "error": error,
-                },
+                job_payload(
+                    session,
+                    job,
+                    attempt=attempt,
+                    max_attempts=policy.attempts,
+                    next_attempt_at=next_at.isoformat(),
+                    error=error,
+                ),
             )
             log.warning(
                 "%s job %s attempt %d of %d failed; next attempt at %s: %s",

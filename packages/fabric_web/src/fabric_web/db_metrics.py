@@ -22,7 +22,7 @@ from fabric_core.runtime import Runtime
 from fabric_core.settings import Settings
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from fabric_web.circuit_metrics import circuit_families
@@ -33,42 +33,72 @@ DbFamily = Callable[[Session, Settings], Iterable[Metric]]
 
 
 def job_families(session: Session, settings: Settings) -> Iterator[Metric]:
-    """Jobs queued and running per kind, the oldest queued job's age, and per pool its slots
-    and the slots in use (running jobs of the pool's kind): one grouped query on the indexed
-    ``jobs.status``."""
+    """Per kind: jobs waiting to start, jobs waiting for their next attempt, jobs running, and
+    how long the longest waiter has waited; per pool: its slots and the slots in use. One
+    grouped query on the indexed ``jobs.status``.
+
+    A slot is in use while its job runs, and also while the job is handed over but not yet
+    claimed or waits for its next attempt: the task that holds the slot (a local pool thread,
+    a deferred Airflow task) waits with it. A job back in ``queued`` waits from its requeue
+    (``updated_at``), not from its creation."""
+    phase = case(
+        (Job.status == "running", "running"),
+        (Job.next_attempt_at.is_not(None), "retry_wait"),
+        (Job.handed_over_at.is_not(None), "handed_over"),
+        else_="waiting",
+    )
     rows = session.execute(
-        select(Job.kind, Job.status, func.count(), func.min(Job.created_at))
+        select(Job.kind, phase, func.count(), func.min(Job.updated_at))
         .where(Job.status.in_(("queued", "running")))
-        .group_by(Job.kind, Job.status)
+        .group_by(Job.kind, phase)
     ).all()
-    counts = {(kind, status): count for kind, status, count, _ in rows}
-    oldest = {kind: first for kind, status, _, first in rows if status == "queued"}
+    counts = {(kind, phase): count for kind, phase, count, _ in rows}
+    since = {}
+    for kind, phase, _, first in rows:
+        if phase in ("waiting", "handed_over") and first is not None:
+            since[kind] = min(first, since.get(kind, first))
     kinds = sorted({*JOB_KINDS, *(kind for kind, _ in counts)})
     now = utcnow()
 
-    queued = GaugeMetricFamily("fabric_jobs_queued", "Jobs waiting to start now.", labels=["kind"])
+    queued = GaugeMetricFamily(
+        "fabric_jobs_queued",
+        "Jobs waiting to start now (for a pool slot or a service worker), not for a retry.",
+        labels=["kind"],
+    )
+    retry_waiting = GaugeMetricFamily(
+        "fabric_jobs_retry_waiting",
+        "Jobs queued again after a failed attempt, waiting for their next attempt's time.",
+        labels=["kind"],
+    )
     running = GaugeMetricFamily("fabric_jobs_running", "Jobs running now.", labels=["kind"])
     oldest_age = GaugeMetricFamily(
         "fabric_jobs_oldest_queued_age_seconds",
-        "Age of the oldest job waiting to start (0 when none waits).",
+        "How long the longest-waiting job has waited to start since it was queued or queued "
+        "again (0 when none waits).",
         labels=["kind"],
     )
     for kind in kinds:
-        queued.add_metric([kind], counts.get((kind, "queued"), 0))
+        queued.add_metric(
+            [kind], counts.get((kind, "waiting"), 0) + counts.get((kind, "handed_over"), 0)
+        )
+        retry_waiting.add_metric([kind], counts.get((kind, "retry_wait"), 0))
         running.add_metric([kind], counts.get((kind, "running"), 0))
-        first = oldest.get(kind)
+        first = since.get(kind)
         oldest_age.add_metric([kind], max((now - first).total_seconds(), 0.0) if first else 0.0)
 
     slots = GaugeMetricFamily(
         "fabric_pool_slots", "Jobs a pool lets run at once (settings).", labels=["pool"]
     )
     in_use = GaugeMetricFamily(
-        "fabric_pool_slots_in_use", "Slots of a pool taken by running jobs.", labels=["pool"]
+        "fabric_pool_slots_in_use",
+        "Slots of a pool held by its jobs: running, handed over, or waiting for a retry.",
+        labels=["pool"],
     )
     for kind in JOB_KINDS.values():
         slots.add_metric([kind.pool], kind.pool_slots(settings))
-        in_use.add_metric([kind.pool], counts.get((kind.name, "running"), 0))
-    return iter([queued, running, oldest_age, slots, in_use])
+        held = sum(counts.get((kind.name, p), 0) for p in ("running", "handed_over", "retry_wait"))
+        in_use.add_metric([kind.pool], held)
+    return iter([queued, retry_waiting, running, oldest_age, slots, in_use])
 
 
 DB_FAMILIES: list[DbFamily] = [job_families, circuit_families]

@@ -8,6 +8,7 @@ pool occupancy are not here: they come from the metadata DB (``fabric_web.db_met
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from fabric_core.models import Job
@@ -118,7 +119,7 @@ class JobMetrics:
         kind = job.kind
         self.ended.labels(kind, job.status).inc()
         if job.started_at is not None:
-            self.queue_wait.labels(kind).observe(_seconds(job.created_at, job.started_at))
+            self.queue_wait.labels(kind).observe(_seconds(_queued_at(job), job.started_at))
             if job.finished_at is not None:
                 run = _seconds(job.started_at, job.finished_at)
                 self.run_duration.labels(kind, job.status).observe(run)
@@ -138,6 +139,13 @@ class JobMetrics:
         for key, obj, change in CATALOG_CHANGES:
             if key in stats:
                 self.catalog_changes.labels(obj, change).inc(stats[key] or 0)
+
+
+def _queued_at(job: Job) -> datetime:
+    """When the job's last attempt was queued: its creation, or the failed attempt before it
+    (``started_at`` is the last attempt's; earlier attempts and their backoff are not wait)."""
+    earlier = [e for e in job.attempt_errors or [] if e["attempt"] < job.attempts]
+    return datetime.fromisoformat(earlier[-1]["at"]) if earlier else job.created_at
 
 
 def _seconds(start, end) -> float:

@@ -18,7 +18,7 @@ from fabric_core.models import Job
 from fabric_core.periodic import Periodic
 from fabric_core.pools import JobPool
 from fabric_core.runtime import Runtime, create_runtime
-from fabric_core.schemas import JobAccepted, JobPublic
+from fabric_core.schemas import TERMINAL_STATUSES, JobAccepted, JobPublic
 from fabric_core.settings import Settings, get_settings
 from fastapi import FastAPI, Request
 from prometheus_client import Gauge
@@ -183,6 +183,8 @@ def install_job_routes(
         log.info("%s job %s starting", kind.name, job_id)
         job = metrics.track(runtime, job_id, lambda: run_job(kind, runtime, job_id))
         if job is None:
+            return
+        if job.status not in TERMINAL_STATUSES:  # queued again for its next attempt
             return
         log.info("%s job %s ended %s", kind.name, job_id, job.status)
         if after_job is not None:
