@@ -8,8 +8,10 @@ import typing
 
 import pytest
 from conftest import PG_HOST, PG_USER, pg_execute
+from fabric_core.models import OutboxEvent
 from fabric_web.serving import free_port
 from service_helpers import running_stack, wait_for_job
+from sqlalchemy import select
 
 pytestmark = pytest.mark.postgres
 
@@ -185,6 +187,11 @@ def test_sync_service_down_fails_the_job_instead_of_leaving_it_queued(settings, 
         job = wait_for_job(api, answer.json()["dag_run_id"])
         assert job["status"] == "failed"
         assert "did not answer" in job["error"] and "127.0.0.1" in job["error"]
+        with api.app.state.runtime.session_factory() as session:
+            events = session.execute(select(OutboxEvent.name, OutboxEvent.payload)).all()
+    stuck = [payload for name, payload in events if name == "job.stuck"]
+    assert [p["job_id"] for p in stuck] == [job["id"]]
+    assert stuck[0]["reason"] == "its sync service did not answer"
 
 
 def test_a_connection_with_a_sync_in_flight_cannot_be_deleted(api, source_db):
