@@ -308,13 +308,28 @@ def test_a_source_down_then_back_succeeds_on_its_second_attempt(stack):
     assert job["attempts"] == 2 and len(job["attempt_errors"]) == 1
     assert "unable to open" in job["attempt_errors"][0]["error"]
     assert job["retry_policy"] == {"attempts": 3, "backoff_seconds": 4.0, "max_delay_seconds": 8.0}
-    # The job's attempts are not Airflow's task retries: one try of one task instance.
+    # The job's attempts are not Airflow's task retries: one try of one task instance...
     deadline = time.monotonic() + 60
     while client.dag_run("sync_data_connection", job_id)["state"] != "success":
         assert time.monotonic() < deadline, "the DAG run did not end well"
         time.sleep(1)
     [ti] = client.task_instances("sync_data_connection", job_id)
-    assert (ti["state"], ti["try_number"]) == ("success", 1)
+    assert ti["state"] == "success"
+    # ...unless Airflow itself killed a resumed try (apache/airflow#72716: a deferred task's
+    # stale exit event, read after the trigger fired, sends it to up_for_retry). The task
+    # retries for orchestration only, so then the earlier try was killed by Airflow, never
+    # failed by the job.
+    for earlier in range(1, ti["try_number"]):
+        log = str(_task_log(client, job_id, earlier))
+        assert "shouldn't be running anymore" in log, log[-2000:]
+
+
+def _task_log(client, run_id: str, try_number: int):
+    path = (
+        f"/api/v2/dags/sync_data_connection/dagRuns/{run_id}/taskInstances/sync_catalog/logs/"
+        f"{try_number}"
+    )
+    return client.request("GET", path, params={"full_content": "true"})
 
 
 def test_an_error_that_cannot_pass_fails_at_once(stack):
