@@ -3,6 +3,9 @@ catalog (on SQLite a table rebuild would cascade through the foreign keys)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -105,3 +108,30 @@ def test_the_migrations_build_the_models_schema(engine):
     # Only what SQLite cannot tell apart may differ (it keeps no column types' lengths).
     operations = [op for d in differences for op in (d if isinstance(d, list) else [d])]
     assert [op for op in operations if op[0] != "modify_type"] == []
+
+
+@pytest.mark.postgres
+def test_processes_starting_together_migrate_one_at_a_time(pg_database):
+    url = pg_url(pg_database())
+    engines = [create_metadata_engine(url) for _ in range(4)]
+    start, errors = threading.Barrier(len(engines)), []
+
+    def migrate(engine: Engine) -> None:
+        start.wait()
+        try:
+            upgrade_database(engine)
+        except Exception as exc:  # the race lost: "duplicate key ... alembic_version"
+            errors.append(exc)
+
+    # Daemon threads: without the lock the migrations can wait on each other for good.
+    threads = [threading.Thread(target=migrate, args=(e,), daemon=True) for e in engines]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "migrations waiting on each other"
+    assert errors == []
+    assert {current_revision(e) for e in engines} == {_head(engines[0])}
+    for engine in engines:
+        engine.dispose()
