@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from fabric_core.circuits import CircuitBreaker, connection_circuit, read_circuits
@@ -13,10 +12,11 @@ from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionCheck, ConnectionSpec, check_connection
 from fabric_core.connectors.contract import LOCATION_FIELDS, SECRET_FIELDS
 from fabric_core.crypto import SecretBox
-from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
+from fabric_core.errors import ConflictError, InvalidInputError
 from fabric_core.jobs import active_job_count
 from fabric_core.models import CircuitState, Connection
 from fabric_core.paging import Page, Paged
+from fabric_core.records import flush_unique_name, get_by_id
 from fabric_core.schemas import (
     CircuitPublic,
     ConnectionCreate,
@@ -115,23 +115,12 @@ def create_connection(
     _set_location(connection, data.model_dump(include=set(LOCATION_FIELDS)))
     _validate(connection, policy)
     session.add(connection)
-    _flush_unique_name(session, connection.name)
+    flush_unique_name(session, "A connection", connection.name)
     return connection
-
-
-def _flush_unique_name(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise ConflictError(f"A connection named {name!r} already exists.") from None
 
 
 def get_connection(session: Session, connection_id: int) -> Connection:
-    connection = session.get(Connection, connection_id)
-    if connection is None:
-        raise NotFoundError(f"No data connection with id {connection_id}.")
-    return connection
+    return get_by_id(session, Connection, connection_id, "data connection")
 
 
 def list_connections(session: Session, page: Page = Page()) -> Paged[Connection]:
@@ -166,7 +155,7 @@ def update_connection(
     connection.kind = kind
     _set_location(connection, {**_location(connection), **changes})
     _validate(connection, policy)
-    _flush_unique_name(session, connection.name)
+    flush_unique_name(session, "A connection", connection.name)
     return connection
 
 

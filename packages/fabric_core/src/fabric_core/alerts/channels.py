@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fabric_core.alerts.schemas import (
@@ -18,9 +17,10 @@ from fabric_core.alerts.schemas import (
     DeliveryCounts,
 )
 from fabric_core.crypto import SecretBox
-from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
+from fabric_core.errors import InvalidInputError
 from fabric_core.models import AlertChannel, AlertDelivery, utcnow
 from fabric_core.paging import Page, Paged
+from fabric_core.records import flush_unique_name, get_by_id
 from fabric_core.source_policy import SourcePolicy
 
 
@@ -72,7 +72,7 @@ def create_channel(
         events=list(data.events),
     )
     session.add(channel)
-    _flush_unique_name(session, data.name)
+    flush_unique_name(session, "An alert channel", data.name)
     return channel
 
 
@@ -96,23 +96,12 @@ def update_channel(
     if "name" in fields:
         channel.name = data.name
     channel.updated_at = utcnow()
-    _flush_unique_name(session, channel.name)
+    flush_unique_name(session, "An alert channel", channel.name)
     return channel
-
-
-def _flush_unique_name(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise ConflictError(f"An alert channel named {name!r} already exists.") from None
 
 
 def get_channel(session: Session, channel_id: int) -> AlertChannel:
-    channel = session.get(AlertChannel, channel_id)
-    if channel is None:
-        raise NotFoundError(f"No alert channel with id {channel_id}.")
-    return channel
+    return get_by_id(session, AlertChannel, channel_id, "alert channel")
 
 
 def list_channels(session: Session, page: Page = Page()) -> Paged[AlertChannel]:
