@@ -107,6 +107,8 @@ def test_a_connection_circuit_on_get_in_metrics_in_jobs_and_closed_by_test(api, 
     # to that service does not count it.
     preview = api.post("/api/datasets/unified/preview", json={**request, "limit": 5})
     assert preview.status_code == 503 and f"Circuit {circuit}" in preview.json()["detail"]
+    # When to try again, from the circuit's reset time, through the dataset service's answer.
+    assert 1 <= int(preview.headers["retry-after"]) <= max(1, RESET)
     with api.app.state.runtime.session_factory() as session:
         assert session.get(CircuitState, "service:dataset") is None
 

@@ -92,7 +92,8 @@ class ServiceClient:
         if response.status_code >= 500:
             raise ServiceUnavailableError(
                 f"Fabric service at {self.base_url} answered {response.status_code} "
-                f"to {method} {path}: {response.text[:500]}"
+                f"to {method} {path}: {response.text[:500]}",
+                retry_after=_retry_after(response),
             )
         if response.status_code == 401:
             # Not retryable: a wrong token stays wrong until the deployment is fixed.
@@ -153,6 +154,14 @@ def _proxy_says_down(response: httpx.Response) -> bool:
     except ValueError:
         return True
     return not (isinstance(body, dict) and "detail" in body)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The service's ``Retry-After`` in seconds (Fabric sends seconds, never a date)."""
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _detail(response: httpx.Response) -> str:

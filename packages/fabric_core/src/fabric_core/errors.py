@@ -82,6 +82,11 @@ class ServiceUnavailableError(FabricError):
     status_code = 503
     retryable = True
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        # Seconds after which a try may pass, when known: answered as ``Retry-After``.
+        self.retry_after = retry_after
+
 
 class ServiceUnreachableError(ServiceUnavailableError):
     """Nothing answered (or only a proxy in front of it): what counts against a service's
@@ -94,7 +99,10 @@ class CircuitOpenError(ServiceUnavailableError):
     is not spent on a circuit still open)."""
 
     def __init__(self, message: str, retry_at: datetime | None = None) -> None:
-        super().__init__(message)
+        seconds = None
+        if retry_at is not None:
+            seconds = max((retry_at - datetime.now(retry_at.tzinfo)).total_seconds(), 0.0)
+        super().__init__(message, retry_after=seconds)
         self.retry_at = retry_at
 
 

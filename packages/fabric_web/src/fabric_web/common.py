@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Each error class carries its status (fabric_core.errors); a bare FabricError is a bug.
         if exc.status_code >= 500:
             log.error("%s: %s", type(exc).__name__, exc.message)
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        headers = {}
+        if (retry_after := getattr(exc, "retry_after", None)) is not None:
+            # When a try may pass (an open circuit's reset time): clients back off that long.
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
 def get_runtime(request: Request) -> Runtime:
