@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fabric_core.catalog.browse import get_table, list_tables
@@ -51,3 +52,21 @@ def tables_by_name(runtime: Runtime, connection_id: int) -> dict[tuple[str, str]
 
 def columns_of(table: TableDetail) -> dict[str, Any]:
     return {column.name: column for column in table.columns}
+
+
+def half_written_version(runtime: Runtime, dataset_name: str, job_id: str) -> Path:
+    """Claim the dataset job and leave a version with one half-written part, as a build
+    killed mid-way does; returns the version's folder."""
+    from fabric_core.datasets.build import allocate_version
+    from fabric_core.jobs import claim_job
+    from fabric_core.models import Dataset
+    from sqlalchemy import select
+
+    assert claim_job(runtime.session_factory, job_id)
+    with runtime.session_factory() as session:
+        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset_name))
+    version = allocate_version(runtime.session_factory, dataset_id, job_id, "copy_to_minio")
+    folder = Path(runtime.storage.version_dir(dataset_name, version))
+    folder.mkdir(parents=True)
+    (folder / "part-00000.parquet").write_bytes(b"half written by a killed build")
+    return folder

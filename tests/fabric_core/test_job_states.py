@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from catalog_helpers import register, sync, tables_by_name
+from catalog_helpers import half_written_version, register, sync, tables_by_name
 from fabric_core.dataset_jobs import queue_dataset, sweep_datasets
 from fabric_core.datasets.build import allocate_version, clean_abandoned_versions
 from fabric_core.jobs import cancel_job, claim_job, fail_stale_jobs, finish_job
@@ -142,13 +142,7 @@ def test_the_dataset_sweep_removes_what_a_dead_build_left(runtime_on, tmp_path):
     sync(runtime, connection_id)
     table = tables_by_name(runtime, connection_id)[("main", "t")].id
     job_id = _queue(runtime, table)
-    assert claim_job(runtime.session_factory, job_id)
-    with runtime.session_factory() as session:
-        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == "d"))
-    version = allocate_version(runtime.session_factory, dataset_id, job_id, "copy_to_minio")
-    folder = Path(runtime.storage.version_dir("d", version))
-    folder.mkdir(parents=True)
-    (folder / "part-00000.parquet").write_bytes(b"half written")
+    folder = half_written_version(runtime, "d", job_id)
     assert finish_job(runtime.session_factory, job_id, status="failed", error="killed")
 
     sweep_datasets(runtime)  # what the dataset service runs on start and periodically

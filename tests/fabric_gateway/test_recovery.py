@@ -9,10 +9,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from catalog_helpers import register, sync, tables_by_name
+from catalog_helpers import half_written_version, register, sync, tables_by_name
 from fabric_core.dataset_jobs import queue_dataset
-from fabric_core.datasets.build import allocate_version
-from fabric_core.jobs import claim_job, get_job
+from fabric_core.jobs import get_job
 from fabric_core.models import Dataset, DatasetVersion, Job, utcnow
 from fabric_core.runtime import create_runtime
 from fabric_core.schemas import DatasetRequest
@@ -64,13 +63,9 @@ def test_the_dataset_service_fails_a_dead_build_and_removes_its_files(settings, 
     with runtime.session_factory.begin() as session:
         job, _ = queue_dataset(session, request, runtime.box, orchestrator="test")
         job_id = job.id
-    assert claim_job(runtime.session_factory, job_id)
+    folder = half_written_version(runtime, "d", job_id)
     with runtime.session_factory() as session:
         dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == "d"))
-    version = allocate_version(runtime.session_factory, dataset_id, job_id, "copy_to_minio")
-    folder = Path(runtime.storage.version_dir("d", version))
-    folder.mkdir(parents=True)
-    (folder / "part-00000.parquet").write_bytes(b"half written by a killed build")
     _age(runtime, job_id, 600)  # its service was killed ten minutes ago
 
     with running_stack(settings, with_sync=False):
