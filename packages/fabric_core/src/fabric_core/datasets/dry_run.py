@@ -15,6 +15,7 @@ usually smaller.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
 import polars as pl
 from sqlalchemy import select
@@ -34,7 +35,13 @@ from fabric_core.datasets.answers import (
     PlannedValueMap,
 )
 from fabric_core.datasets.diff import schema_changes
-from fabric_core.datasets.plan import DatasetPlan, OutputColumn, SourceColumn, plan_dataset
+from fabric_core.datasets.plan import (
+    DatasetPlan,
+    OutputColumn,
+    SourceColumn,
+    SourceTable,
+    plan_dataset,
+)
 from fabric_core.datasets.types import decimal_scale, polars_dtype, type_label
 from fabric_core.models import Dataset, DatasetVersion
 from fabric_core.schemas import DatasetRequest
@@ -63,7 +70,6 @@ _SAFE = {
     (LogicalType.FLOAT, LogicalType.BOOLEAN),
     (LogicalType.BOOLEAN, LogicalType.INTEGER),
     (LogicalType.BOOLEAN, LogicalType.FLOAT),
-    (LogicalType.BOOLEAN, LogicalType.DECIMAL),
     (LogicalType.DATE, LogicalType.DATETIME),
     (LogicalType.DATETIME, LogicalType.DATE),
 }
@@ -77,7 +83,11 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         collide).
     """
     plan = plan_dataset(session, request, box)
-    columns = [_planned_column(output, plan) for output in plan.output]
+    members: dict[str, list[tuple[SourceTable, SourceColumn]]] = defaultdict(list)
+    for source in plan.sources:
+        for column in source.columns:
+            members[column.output_name].append((source, column))
+    columns = [_planned_column(output, members[output.name]) for output in plan.output]
     casts = [
         CastThatCanFail(
             column=column.name,
@@ -142,13 +152,9 @@ def _width(output: OutputColumn, column: SourceColumn) -> int:
     return min(int(declared.group(1)), STRING_WIDTH) if declared else STRING_WIDTH
 
 
-def _planned_column(output: OutputColumn, plan: DatasetPlan) -> PlannedColumn:
-    members = [
-        (source, column)
-        for source in plan.sources
-        for column in source.columns
-        if column.output_name == output.name
-    ]
+def _planned_column(
+    output: OutputColumn, members: list[tuple[SourceTable, SourceColumn]]
+) -> PlannedColumn:
     return PlannedColumn(
         name=output.name,
         type=type_label(output.logical_type, output.dtype),
