@@ -328,6 +328,7 @@ def _expected_plan(catalog) -> dict:
         ],
         "drift": [],
         "estimated_rows": 3 + my["clients"]["row_estimate"] + 3,
+        "estimated_processing_time": "about 1 s for about 8 rows",
         "existing_dataset": None,
     }
 

@@ -125,6 +125,9 @@ class DatasetPlanAnswer(BaseModel):
         description="Catalog drift that affects this plan; empty until drift detection lands.",
     )
     estimated_rows: int = Field(description="The sum of the sources' row estimates (known ones).")
+    estimated_processing_time: str = Field(
+        description="As in the build's queued answer, from estimated_rows."
+    )
     estimated_output_bytes: int | None = Field(
         description="Uncompressed size of the rows to write, from row estimates and fixed "
         "per-type widths (None for a virtual dataset, which writes none)."

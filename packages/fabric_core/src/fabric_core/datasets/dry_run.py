@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from fabric_core.catalog.harvest import LogicalType
 from fabric_core.crypto import SecretBox
+from fabric_core.dataset_jobs import estimate_text
 from fabric_core.datasets.answers import (
     AppliedValueMap,
     CastThatCanFail,
@@ -127,6 +128,7 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         casts_that_can_fail=casts,
         value_maps=value_maps,
         estimated_rows=plan.estimated_rows,
+        estimated_processing_time=estimate_text(plan.estimated_rows),
         estimated_output_bytes=(
             None if request.storage_type == "virtual" else estimated_output_bytes(plan)
         ),
