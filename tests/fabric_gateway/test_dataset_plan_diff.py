@@ -61,8 +61,8 @@ def sources(pg_database, mysql_database, tmp_path):
 
 
 @pytest.fixture
-def api(settings):
-    with running_stack(settings) as client:
+def api(settings, metadata_url):
+    with running_stack(settings.model_copy(update={"database_url": metadata_url})) as client:
         yield client
 
 
@@ -416,27 +416,34 @@ def test_plan_reaches_no_source(api, catalog):
     assert api.post("/api/datasets/unified/preview", json=request).status_code >= 400
 
 
-@pytest.mark.parametrize(
-    ("change", "reason"),
-    [
-        ({"name": "../etc"}, "name"),
-        ({"selected_tables": []}, "selected_tables"),
-        ({"selected_tables": [999999]}, "999999"),
-        ({"selection_mode": "rows"}, "selection_mode"),
-        ({"storage_type": "tape"}, "storage_type"),
-        ({"selection_mode": "columns", "selected_columns": [999999]}, "999999"),
-        ({"retry": {"attempts": 11}}, "attempts"),
-        ({"unknown_field": 1}, "unknown_field"),
-    ],
-)
-def test_bad_plan_requests_answer_as_the_build(api, catalog, change, reason):
-    body = _request(catalog, **change)
+BAD_BODIES = [
+    ({"name": "../etc"}, "name"),
+    ({"selected_tables": []}, "selected_tables"),
+    ({"selected_tables": [999999]}, "999999"),
+    ({"selection_mode": "rows"}, "selection_mode"),
+    ({"storage_type": "tape"}, "storage_type"),
+    ({"selection_mode": "columns", "selected_columns": [999999]}, "999999"),
+    ({"retry": {"attempts": 11}}, "attempts"),
+    ({"unknown_field": 1}, "unknown_field"),
+]
+
+
+def test_bad_plan_requests_answer_as_the_build(api, catalog):
     jobs_before = _job_ids(api)
-    plan = api.post("/api/datasets/unified/plan", json=body)
-    build = api.post("/api/datasets/unified", json=body)
-    assert plan.status_code == build.status_code == 422
-    assert reason in plan.text and plan.json() == build.json()
+    for change, reason in BAD_BODIES:
+        body = _request(catalog, **change)
+        plan = api.post("/api/datasets/unified/plan", json=body)
+        build = api.post("/api/datasets/unified", json=body)
+        assert plan.status_code == build.status_code == 422, (change, plan.text)
+        assert reason in plan.text and plan.json() == build.json(), (change, plan.text)
     assert _job_ids(api) == jobs_before
+    # A removed table: the catalog still lists it, marked removed; both refuse it alike.
+    pg_execute(catalog["pg_db"], "DROP TABLE crm.people")
+    _sync(api, catalog["pg"]["connection_id"])
+    plan = api.post("/api/datasets/unified/plan", json=_request(catalog))
+    build = api.post("/api/datasets/unified", json=_request(catalog))
+    assert plan.status_code == build.status_code == 422
+    assert "removed" in plan.text and plan.json() == build.json()
 
 
 def _build(api, body) -> None:
