@@ -43,6 +43,11 @@ class PlannedSourceColumn(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
+    @property
+    def label(self) -> str:
+        """``connection.schema.table.column``, as mapping snapshots name source columns."""
+        return f"{self.connection}.{self.schema_}.{self.table}.{self.column}"
+
 
 class PlannedColumn(BaseModel):
     name: str

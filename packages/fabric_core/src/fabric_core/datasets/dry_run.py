@@ -93,7 +93,7 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         CastThatCanFail(
             column=column.name,
             column_id=member.column_id,
-            source=f"{member.connection}.{member.schema_}.{member.table}.{member.column}",
+            source=member.label,
             **{"from": member.cast.from_, "to": member.cast.to},
         )
         for column in columns
@@ -104,7 +104,7 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         AppliedValueMap(
             column=column.name,
             column_id=member.column_id,
-            source=f"{member.connection}.{member.schema_}.{member.table}.{member.column}",
+            source=member.label,
             entries=member.value_map.entries,
         )
         for column in columns
