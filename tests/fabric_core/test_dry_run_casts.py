@@ -1,4 +1,5 @@
-"""The dry run's claim that a cast cannot fail holds against the build's own casts."""
+"""The dry run's claims about casts (that one cannot fail, that one the build does not have)
+hold against the build's own casts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-from fabric_core.datasets.dry_run import cast_can_fail
+from fabric_core.datasets.dry_run import cast_can_fail, cast_supported
 from fabric_core.datasets.plan import OutputColumn
 from fabric_core.datasets.transform import cast_expr
 from fabric_core.datasets.types import polars_dtype
@@ -37,7 +38,7 @@ def _output(logical: str) -> OutputColumn:
 def test_a_cast_said_not_to_fail_keeps_every_value(source, target):
     dtype, values = SAMPLES[source]
     output = _output(target)
-    if cast_can_fail(source, dtype, output):
+    if not cast_supported(source, dtype, output) or cast_can_fail(source, dtype, output):
         return  # claimed fallible: the build counts its failures
     frame = pl.DataFrame({"x": values}, schema={"x": dtype})
     cast = frame.select(cast_expr(pl.col("x"), dtype, output.dtype).alias("x"))
@@ -63,3 +64,16 @@ def test_a_decimal_to_a_smaller_scale_can_fail_and_to_a_larger_one_cannot():
     two, four = pl.Decimal(38, 2), pl.Decimal(38, 4)
     assert cast_can_fail("decimal", four, OutputColumn("x", "decimal", two))
     assert not cast_can_fail("decimal", two, OutputColumn("x", "decimal", four))
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(SAMPLES, TARGETS)))
+def test_a_cast_is_said_unsupported_exactly_when_the_build_refuses_it(source, target):
+    dtype, values = SAMPLES[source]
+    output = _output(target)
+    frame = pl.DataFrame({"x": values}, schema={"x": dtype})
+    try:
+        frame.select(cast_expr(pl.col("x"), dtype, output.dtype))
+        refused = False
+    except pl.exceptions.InvalidOperationError:
+        refused = True
+    assert cast_supported(source, dtype, output) is not refused

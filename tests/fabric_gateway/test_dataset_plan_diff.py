@@ -192,7 +192,7 @@ def _member(catalog, source: str, table: str, column: str, cast=None, value_map=
 
 
 def _cast(from_: str, to: str, can_fail: bool) -> dict:
-    return {"from": from_, "to": to, "can_fail": can_fail}
+    return {"from": from_, "to": to, "can_fail": can_fail, "supported": True}
 
 
 def _expected_plan(catalog) -> dict:
@@ -303,6 +303,7 @@ def _expected_plan(catalog) -> dict:
                 "source": "billing.main.accounts.age",
                 "from": "string",
                 "to": "integer",
+                "supported": True,
             },
             {
                 "column": "balance",
@@ -310,6 +311,7 @@ def _expected_plan(catalog) -> dict:
                 "source": "billing.main.accounts.balance",
                 "from": "float",
                 "to": "decimal(38,2)",
+                "supported": True,
             },
         ],
         "value_maps": [

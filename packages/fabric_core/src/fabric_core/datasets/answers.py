@@ -23,6 +23,10 @@ class PlannedCast(BaseModel):
         description="True when some values may not convert: they become null and are "
         "counted in the build's cast_failures."
     )
+    supported: bool = Field(
+        default=True,
+        description="False when the build cannot convert these types at all: it would fail.",
+    )
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
@@ -76,6 +80,7 @@ class CastThatCanFail(BaseModel):
     source: str = Field(description="``connection.schema.table.column``")
     from_: str = Field(alias="from")
     to: str
+    supported: bool = Field(description="False when the build cannot convert these types.")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 

@@ -74,6 +74,20 @@ _SAFE = {
     (LogicalType.DATE, LogicalType.DATETIME),
     (LogicalType.DATETIME, LogicalType.DATE),
 }
+# Conversions the build's casts (fabric_core.datasets.transform.cast_expr) do not have: a
+# build that needs one fails. Binary converts to text only.
+_UNSUPPORTED = {
+    LogicalType.BOOLEAN: {LogicalType.DECIMAL},
+    LogicalType.DECIMAL: {LogicalType.DATE, LogicalType.DATETIME, LogicalType.TIME},
+    LogicalType.DATE: {LogicalType.DECIMAL, LogicalType.BOOLEAN, LogicalType.TIME},
+    LogicalType.DATETIME: {LogicalType.DECIMAL, LogicalType.BOOLEAN},
+    LogicalType.TIME: {
+        LogicalType.DECIMAL,
+        LogicalType.BOOLEAN,
+        LogicalType.DATE,
+        LogicalType.DATETIME,
+    },
+}
 
 
 def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> DatasetPlanAnswer:
@@ -94,6 +108,7 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
             column=column.name,
             column_id=member.column_id,
             source=member.label,
+            supported=member.cast.supported,
             **{"from": member.cast.from_, "to": member.cast.to},
         )
         for column in columns
@@ -193,10 +208,21 @@ def planned_cast(column: SourceColumn, output: OutputColumn) -> PlannedCast | No
     target_label = type_label(output.logical_type, output.dtype)
     if source_label == target_label:
         return None
+    supported = cast_supported(source_logical, source_dtype, output)
     return PlannedCast(
         **{"from": source_label, "to": target_label},
-        can_fail=cast_can_fail(source_logical, source_dtype, output),
+        can_fail=not supported or cast_can_fail(source_logical, source_dtype, output),
+        supported=supported,
     )
+
+
+def cast_supported(source_logical: str, source_dtype: pl.DataType, output: OutputColumn) -> bool:
+    """Whether the build can convert the source type to the output's at all."""
+    if isinstance(output.dtype, pl.String) or source_dtype == output.dtype:
+        return True
+    if isinstance(source_dtype, pl.Binary):
+        return False
+    return output.logical_type not in _UNSUPPORTED.get(LogicalType(source_logical), set())
 
 
 def cast_can_fail(source_logical: str, source_dtype: pl.DataType, output: OutputColumn) -> bool:
