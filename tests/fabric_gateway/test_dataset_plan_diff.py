@@ -9,6 +9,7 @@ import pytest
 from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
 from fabric_core.datasets.build import allocate_version
 from fabric_core.models import CircuitState, Dataset
+from fabric_web.serving import free_port
 from service_helpers import running_stack, wait_for_job
 from sqlalchemy import select
 
@@ -394,28 +395,38 @@ def test_output_size_estimate_grows_with_rows(api, catalog):
     assert after["estimated_output_bytes"] == 1003 * (8 + 16 + 16 + 8 + 16 + 16 + 16)
 
 
+def _circuits(runtime) -> list[tuple]:
+    with runtime.session_factory() as session:
+        return [
+            (c.key, c.failures, c.state, c.last_error)
+            for c in session.scalars(select(CircuitState).order_by(CircuitState.key))
+        ]
+
+
 def test_plan_reaches_no_source(api, catalog):
-    """The SQLite file is gone: the preview fails, the plan answers as before, and no
-    source's circuit hears of it."""
+    """PostgreSQL now answers on no port and the SQLite file is gone: the plan answers as
+    before, and no source's circuit hears of it; the preview, which reads rows, fails and its
+    circuit counts the failure."""
     runtime = api.app.state.runtime
     request = _request(catalog)
     before = api.post("/api/datasets/unified/plan", json=request).json()
+    moved = api.patch(
+        f"/api/data-connections/{catalog['pg']['connection_id']}",
+        json={"port": free_port(), "password": "unused"},
+    )
+    assert moved.status_code == 200, moved.text
     catalog["path"].unlink()
-    with runtime.session_factory() as session:
-        circuits_before = session.scalars(select(CircuitState)).all()
-        circuits_before = [(c.name, c.failures, c.state) for c in circuits_before]
+    circuits_before = _circuits(runtime)
     jobs_before = _job_ids(api)
 
     after = api.post("/api/datasets/unified/plan", json=request)
     assert after.status_code == 200, after.text
     assert after.json() == before
-    with runtime.session_factory() as session:
-        circuits_after = [
-            (c.name, c.failures, c.state) for c in session.scalars(select(CircuitState)).all()
-        ]
-    assert circuits_after == circuits_before
+    assert _circuits(runtime) == circuits_before
     assert _job_ids(api) == jobs_before
+
     assert api.post("/api/datasets/unified/preview", json=request).status_code >= 400
+    assert _circuits(runtime) != circuits_before  # what a source call would have left
 
 
 BAD_BODIES = [
