@@ -459,11 +459,12 @@ def test_bad_plan_requests_answer_as_the_build(api, catalog):
     assert "removed" in plan.text and plan.json() == build.json()
 
 
-def _build(api, body) -> None:
+def _build(api, body) -> dict:
     answer = api.post("/api/datasets/unified", json=body)
     assert answer.status_code == 202, answer.text
     job = wait_for_job(api, answer.json()["dag_run_id"])
     assert job["status"] == "success", job
+    return job
 
 
 def _value_mapping_id(api, column_id: int, source_value: str) -> int:
@@ -510,7 +511,13 @@ def _change_everything(api, catalog) -> None:
 def test_diff_of_two_versions_is_exact(api, catalog):
     my = catalog["my"]
     my_label = f"maria_shop.{my['clients']['schema']}.clients"
-    _build(api, _request(catalog))
+    planned = api.post("/api/datasets/unified/plan", json=_request(catalog)).json()
+    job = _build(api, _request(catalog))
+    # The build makes what the plan said: its columns, and failed casts only where it warned.
+    built = api.get(f"/api/datasets/{NAME}").json()
+    assert built["columns"] == [{"name": c["name"], "type": c["type"]} for c in planned["columns"]]
+    assert job["stats"]["cast_failures"] == {"age": 1}  # 'unknown'
+    assert "age" in {c["column"] for c in planned["casts_that_can_fail"]}
 
     only_one = api.get(f"/api/datasets/{NAME}/diff")
     assert only_one.status_code == 404 and "no complete version before 1" in only_one.text
