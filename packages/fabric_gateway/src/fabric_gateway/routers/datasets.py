@@ -1,10 +1,14 @@
-"""Unified datasets: create (queue a build), preview, list, describe, read, delete."""
+"""Unified datasets: create (queue a build), plan (dry run), preview, list, describe, read,
+compare versions, delete."""
 
 from __future__ import annotations
 
 from fabric_core.clients import ServiceClient
 from fabric_core.dataset_jobs import estimate_text, queue_dataset
 from fabric_core.datasets import service
+from fabric_core.datasets.answers import DatasetDiff, DatasetPlanAnswer
+from fabric_core.datasets.diff import diff_versions
+from fabric_core.datasets.dry_run import dry_run
 from fabric_core.job_kinds import DATASET
 from fabric_core.retry import policy_for
 from fabric_core.schemas import (
@@ -62,6 +66,17 @@ def create_unified_dataset(
     )
 
 
+# Viewer: the plan is made of what a viewer may read already (catalog, mappings, datasets); it
+# reaches no source and queues nothing. The preview, which reads source rows, needs an editor.
+@router.post("/unified/plan", response_model=DatasetPlanAnswer, dependencies=[VIEWER])
+def plan_unified_dataset(
+    body: DatasetCreateRequest, session: ReadSessionDep, runtime: RuntimeDep
+) -> DatasetPlanAnswer:
+    """What a build of this body would produce (its ``retry`` is ignored), from the catalog
+    and the mappings alone: no source is read and no job is queued."""
+    return dry_run(session, body.dataset_request(), runtime.box)
+
+
 @router.post("/unified/preview", response_model=DatasetPreview, dependencies=[EDITOR])
 def preview_unified_dataset(body: DatasetPreviewRequest, runtime: RuntimeDep) -> DatasetPreview:
     """The first rows the request would produce (default 100, at most 1,000); nothing written."""
@@ -104,6 +119,19 @@ def read_dataset_rows(
         policy=runtime.source_policy,
         circuits=runtime.circuits,
     )
+
+
+@router.get("/{name}/diff", response_model=DatasetDiff, dependencies=[VIEWER])
+def diff_dataset_versions(
+    name: str,
+    session: ReadSessionDep,
+    from_version: int | None = Query(default=None, alias="from", ge=1),
+    to_version: int | None = Query(default=None, alias="to", ge=1),
+) -> DatasetDiff:
+    """How version ``to`` (default: current) differs from ``from`` (default: the complete
+    version before ``to``): schema, rows per source, definition, mappings. 409 for a version
+    that is not complete."""
+    return diff_versions(session, name, from_version=from_version, to_version=to_version)
 
 
 @router.delete("/{name}", status_code=204, dependencies=[EDITOR])
