@@ -302,3 +302,34 @@ def test_bad_requests_answer_4xx(api, columns):
             f"/api/unified-columns/{unified_id}/value-suggestions", params={"limit": limit}
         )
         assert answer.status_code == 422, limit
+
+
+LONG_YES = "S" + " " * 1024  # a boolean once normalized, but too long to map
+
+
+def test_unreadable_columns_are_skipped_and_the_others_answered(api, tmp_path):
+    """A mapped column removed by a sync is listed under skipped_columns; a value too long
+    to be a value mapping's source value is unmatched, not suggested."""
+    path = tmp_path / "flags.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE flags (id INTEGER PRIMARY KEY, old_flag TEXT, flag TEXT);"
+            f"INSERT INTO flags VALUES (1, 'Y', 'Sim'), (2, 'N', 'não'), (3, 'Y', '{LONG_YES}');"
+        )
+    connection.close()
+    body = {"name": "flags", "kind": "sqlite", "database": str(path)}
+    tables = _register_and_sync(api, body)
+    old_flag, flag = tables["flags"]["old_flag"], tables["flags"]["flag"]
+    unified_id = _unified(api, "flag", [old_flag, flag])
+    with sqlite3.connect(path) as connection:
+        connection.execute("ALTER TABLE flags DROP COLUMN old_flag")
+    connection.close()
+    connection_id = api.get("/api/data-connections").json()[0]["id"]
+    answer = api.post(f"/api/data-connections/{connection_id}/sync").json()
+    assert wait_for_job(api, answer["dag_run_id"])["status"] == "success"
+
+    answer = _suggest(api, unified_id)
+    assert [s["column_id"] for s in answer["skipped_columns"]] == [old_flag]
+    assert "removed" in answer["skipped_columns"][0]["reason"]
+    assert _pairs(answer) == {(flag, "Sim", "true"), (flag, "não", "false")}
+    assert _refs(answer["unmatched"]) == {(flag, LONG_YES)}

@@ -23,7 +23,7 @@ from fabric_core.crypto import SecretBox
 from fabric_core.errors import InvalidInputError, ServiceUnavailableError, SourceError
 from fabric_core.mapping import get_unified_column
 from fabric_core.models import ColumnMapping, ValueMapping
-from fabric_core.schemas import MAX_CODES, ColumnValues, ValuePair
+from fabric_core.schemas import MAX_CODES, MAX_VALUE_CHARS, ColumnValues, ValuePair
 from fabric_core.source_policy import SourcePolicy
 
 _IN_CHUNK = 500  # bounded IN lists
@@ -161,7 +161,9 @@ def _suggest_column(
         if targets is not None and targets.is_canonical(value, reading):
             answer.already_canonical.append(ref)
             continue
-        match = targets.match(value, reading) if targets else None
+        # A value longer than a value mapping's source_value can hold cannot be mapped.
+        mappable = targets is not None and len(value) <= MAX_VALUE_CHARS
+        match = targets.match(value, reading) if mappable else None
         if match is None:
             answer.unmatched.append(ref)
             continue
