@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pycountry as countries_module
 import pytest
 from fabric_core.code_suggestions.matching import (
     CONTEXT_SCORE,
@@ -50,9 +51,28 @@ def test_detects_the_vocabulary_of_most_values(values, vocabulary):
     assert detected is not None and detected.name == vocabulary
 
 
-@pytest.mark.parametrize("values", [[], ["apple", "pear", "BR"], ["42", "43", "44"]])
+_COUNTRY_NAMES = [c.name for c in list(countries_module.countries)[:40]]
+_JUNK = [f"junk {i}" for i in range(60)]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["apple", "pear", "BR"],
+        ["42", "43", "44"],
+        _COUNTRY_NAMES[:15] + _JUNK[:30],  # a third are countries, but too few to be sure
+        # 25 cities that are countries too, among a thousand others
+        _COUNTRY_NAMES[:25] + [f"city {i}" for i in range(1000)],
+    ],
+)
 def test_detects_no_vocabulary_where_none_clearly_fits(values):
     assert detect_vocabulary(values) is None
+
+
+def test_a_large_column_with_a_dirty_tail_is_still_detected():
+    detected = detect_vocabulary(_COUNTRY_NAMES[:25] + _JUNK[:50])
+    assert detected is not None and detected.name == "iso3166"
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,14 @@ CONTEXT_SCORE = 0.8
 FUZZY_WEIGHT = 0.85
 FUZZY_CUTOFF = 85.0
 FUZZY_MIN_CHARS = 4
-# A vocabulary is detected in a set of values when at least this share of them are its
-# spellings (on a tie the smaller vocabulary wins: see all_vocabularies).
+# A vocabulary is detected in a set of distinct values when at least DETECTION_SHARE of them
+# are its spellings, or, in a large column with a dirty tail (typos, junk), at least
+# DETECTION_MIN_SHARE of them and DETECTION_MIN_COUNT or more. On a tie the smaller
+# vocabulary wins (see all_vocabularies). A column of city names, where a few dozen happen to
+# be countries among thousands, is detected as nothing.
 DETECTION_SHARE = 0.6
+DETECTION_MIN_SHARE = 0.3
+DETECTION_MIN_COUNT = 20
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,19 @@ class Match:
 
 
 def detect_vocabulary(values: Iterable[str]) -> Vocabulary | None:
-    """The vocabulary that reads the largest share of the distinct ``values``, when that share
-    is at least DETECTION_SHARE; None when no vocabulary clearly fits."""
+    """The vocabulary that reads the largest share of the distinct ``values``, when it clearly
+    fits (see DETECTION_SHARE); None when none does."""
     normalized = {normalize(v) for v in values} - {""}
     if not normalized:
         return None
     best: tuple[float, Vocabulary] | None = None
     for vocabulary in all_vocabularies():
-        share = sum(1 for v in normalized if v in vocabulary.terms) / len(normalized)
-        if share >= DETECTION_SHARE and (best is None or share > best[0]):
+        known = sum(1 for v in normalized if v in vocabulary.terms)
+        share = known / len(normalized)
+        fits = share >= DETECTION_SHARE or (
+            share >= DETECTION_MIN_SHARE and known >= DETECTION_MIN_COUNT
+        )
+        if fits and (best is None or share > best[0]):
             best = (share, vocabulary)
     return best[1] if best else None
 
