@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
 
 @pytest.fixture
-def api(settings):
+def api(settings, metadata_url):
+    """The gateway over each metadata DB (SQLite and PostgreSQL)."""
+    settings = settings.model_copy(update={"database_url": metadata_url})
     with running_stack(settings, with_dataset=False) as client:
         yield client
 
