@@ -27,6 +27,8 @@ from fabric_core.schemas import MAX_CODES, MAX_VALUE_CHARS, ColumnValues, ValueP
 from fabric_core.source_policy import SourcePolicy
 
 _IN_CHUNK = 500  # bounded IN lists
+# Distinct values read in all, over every mapped column: what one answer holds in memory.
+MAX_VALUES_READ = 100_000
 
 
 @dataclass
@@ -44,23 +46,32 @@ def suggest_values(
     *,
     limit: int,
     circuits: CircuitBreaker | None = None,
+    max_values: int = MAX_VALUES_READ,
 ) -> ValueSuggestions:
     """Read up to ``limit`` distinct values of each mapped source column (each read pushed
-    down to its source, outside any metadata-DB transaction) and suggest a canonical value
-    for each one not mapped yet."""
+    down to its source, outside any metadata-DB transaction; ``max_values`` in all) and
+    suggest a canonical value for each one not mapped yet."""
     with session_factory() as session:
         plan = _plan(session, unified_column_id)
     read: list[ColumnValues] = []
     skipped: list[SkippedColumn] = []
+    budget = max_values
+    left_unread = False
     for column_id in plan.column_ids:
+        if budget <= 0:
+            left_unread = True
+            reason = f"not read: {max_values} values were read from the columns before it"
+            skipped.append(SkippedColumn(column_id=column_id, reason=reason))
+            continue
         try:
-            read.append(
-                column_values(
-                    session_factory, column_id, box, policy, limit=limit, circuits=circuits
-                )
+            values = column_values(
+                session_factory, column_id, box, policy, limit=min(limit, budget), circuits=circuits
             )
         except (InvalidInputError, SourceError, ServiceUnavailableError) as exc:
             skipped.append(SkippedColumn(column_id=column_id, reason=exc.message))
+            continue
+        read.append(values)
+        budget -= len(values.values)
     with session_factory() as session:
         mapped = {c.column_id: _mapped_sources(session, c.column_id, c.values) for c in read}
 
@@ -73,7 +84,7 @@ def suggest_values(
         already_canonical=[],
         skipped_columns=skipped,
         value_mapping_requests=[],
-        truncated=any(c.truncated for c in read),
+        truncated=left_unread or any(c.truncated for c in read),
     )
     for column in read:
         _suggest_column(column, mapped[column.column_id], targets, answer)
