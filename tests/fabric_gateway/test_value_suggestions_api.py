@@ -8,6 +8,7 @@ import sqlite3
 import pycountry
 import pytest
 from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
+from fabric_web.serving import free_port
 from service_helpers import running_stack, wait_for_job
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
@@ -335,3 +336,18 @@ def test_unreadable_columns_are_skipped_and_the_others_answered(api, tmp_path):
     assert "removed" in answer["skipped_columns"][0]["reason"]
     assert _pairs(answer) == {(flag, "Sim", "true"), (flag, "não", "false")}
     assert _refs(answer["unmatched"]) == {(flag, LONG_YES)}
+
+
+def test_a_source_that_does_not_answer_is_skipped(api, columns):
+    """The columns of an unreachable source are skipped, with the reason; the others answer."""
+    code, name = columns["pg.country_code"], columns["lite.country"]
+    unified_id = _unified(api, "country", [code, name])
+    pg = next(c for c in api.get("/api/data-connections").json() if c["name"] == "pg")
+    moved = api.patch(
+        f"/api/data-connections/{pg['id']}", json={"port": free_port(), "password": "unused"}
+    )
+    assert moved.status_code == 200, moved.text
+    answer = _suggest(api, unified_id)
+    assert [s["column_id"] for s in answer["skipped_columns"]] == [code]
+    assert {s["column_id"] for s in answer["suggestions"]} == {name}
+    assert (name, "Germany", "DE") in _pairs(answer)
