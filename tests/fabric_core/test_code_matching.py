@@ -172,4 +172,7 @@ def test_free_targets_match_ignoring_case_accents_and_spaces():
     assert (match.target_value, match.score) == ("São Paulo", NORMALIZED_SCORE)
     assert _match(targets, "Rio de Janiero").target_value == "Rio de Janeiro"
     assert _match(targets, "Curitiba") is None
+    numbers = TargetSet(["1000000", "R2D2 unit"], None)
+    assert _match(numbers, "1000001") is None  # one digit apart is another number
+    assert _match(numbers, "R2D3 unit") is None
     assert targets.is_canonical("São Paulo", {})

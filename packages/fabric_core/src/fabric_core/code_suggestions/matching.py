@@ -7,8 +7,9 @@ A source value is matched, in this order (first that answers):
 3. a spelling of the same concept in the target set's vocabulary (``Brasil`` and ``BR`` are
    both Brazil in ISO 3166): score 0.95, or 0.8 where only the column's context says so;
 4. a near spelling (rapidfuzz similarity of the normalized forms at least 85 of 100, for
-   values of four characters or more: shorter codes differ in one letter and mean something
-   else) of a target value or of a vocabulary spelling: score 0.85 times the similarity.
+   values of four characters or more and without digits: shorter codes, and numbers, that
+   differ in one character mean something else) of a target value or of a vocabulary
+   spelling: score 0.85 times the similarity.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ FUZZY_MIN_CHARS = 4
 DETECTION_SHARE = 0.6
 DETECTION_MIN_SHARE = 0.3
 DETECTION_MIN_COUNT = 20
+
+
+def _has_digit(text: str) -> bool:
+    return any(c.isdigit() for c in text)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,9 @@ class TargetSet:
         # Near spellings are looked for among the targets and the vocabulary's spellings of
         # the concepts in the set (long enough to compare).
         self._fuzzy: dict[str, str] = {
-            n: v for n, v in self._by_normalized.items() if len(n) >= FUZZY_MIN_CHARS
+            n: v
+            for n, v in self._by_normalized.items()
+            if len(n) >= FUZZY_MIN_CHARS and not _has_digit(n)
         }
         if vocabulary is not None:
             for spelling, term in vocabulary.terms.items():
@@ -135,7 +142,7 @@ class TargetSet:
         return self._near(key)
 
     def _near(self, key: str) -> Match | None:
-        if len(key) < FUZZY_MIN_CHARS or not self._fuzzy_choices:
+        if len(key) < FUZZY_MIN_CHARS or _has_digit(key) or not self._fuzzy_choices:
             return None
         found = process.extractOne(
             key, self._fuzzy_choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF
