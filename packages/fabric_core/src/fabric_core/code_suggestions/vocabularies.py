@@ -85,13 +85,25 @@ def countries() -> Vocabulary:
         vocabulary.add(country.alpha_2, country.alpha_2, "alpha-2 code")
         vocabulary.add(country.alpha_3, country.alpha_2, "alpha-3 code")
         _add_numeric(vocabulary, getattr(country, "numeric", None), country.alpha_2)
-    for country in entries:
-        names = [getattr(country, a, None) for a in ("name", "common_name", "official_name")]
-        for name in filter(None, names):
-            vocabulary.add(name, country.alpha_2, "English name")
-        for translation, language in translations:
-            for name in filter(None, names):
-                vocabulary.add(translation.gettext(name), country.alpha_2, f"{language} name")
+    names = {
+        country.alpha_2: [
+            name
+            for name in (
+                getattr(country, a, None) for a in ("name", "common_name", "official_name")
+            )
+            if name
+        ]
+        for country in entries
+    }
+    # Then English names, then each language's: a translation never takes the spelling of
+    # another country's English name.
+    for alpha_2, english in names.items():
+        for name in english:
+            vocabulary.add(name, alpha_2, "English name")
+    for translation, language in translations:
+        for alpha_2, english in names.items():
+            for name in english:
+                vocabulary.add(translation.gettext(name), alpha_2, f"{language} name")
     return vocabulary
 
 
@@ -106,7 +118,8 @@ def currencies() -> Vocabulary:
         _add_numeric(vocabulary, getattr(currency, "numeric", None), currency.alpha_3)
     for currency in entries:
         vocabulary.add(currency.name, currency.alpha_3, "English name")
-        for translation, language in translations:
+    for translation, language in translations:
+        for currency in entries:
             vocabulary.add(translation.gettext(currency.name), currency.alpha_3, f"{language} name")
     return vocabulary
 
