@@ -282,6 +282,9 @@ class UnifiedColumn(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     logical_type: Mapped[str] = mapped_column(String(16))
     description: Mapped[str | None] = mapped_column(Text)
+    # The declared canonical values of a code column (value suggestions map onto them); null:
+    # none declared.
+    codes: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

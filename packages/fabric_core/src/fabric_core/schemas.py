@@ -327,6 +327,26 @@ class ColumnValues(BaseModel):
     truncated: bool = Field(description="The column has more distinct values than listed.")
 
 
+MAX_CODES = 10_000
+Code = Annotated[str, Field(min_length=1, max_length=MAX_VALUE_CHARS)]
+CODES_DESCRIPTION = (
+    "The canonical values of a code column (unique strings, at most 10,000): value "
+    "suggestions map source values onto them. Optional."
+)
+
+
+def _unique_codes(codes: list[str] | None) -> list[str] | None:
+    if codes is None:
+        return None
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for code in codes:
+        (twice if code in seen else seen).add(code)
+    if twice:
+        raise ValueError(f"codes repeated: {sorted(twice)[:5]}")
+    return codes
+
+
 class UnifiedColumnCreate(RequestBody):
     name: str = Field(
         min_length=1,
@@ -336,12 +356,22 @@ class UnifiedColumnCreate(RequestBody):
     )
     logical_type: LogicalTypeName
     description: str | None = Field(default=None, max_length=4000)
+    codes: list[Code] | None = Field(
+        default=None, max_length=MAX_CODES, description=CODES_DESCRIPTION
+    )
+
+    _codes_unique = field_validator("codes")(_unique_codes)
 
 
 class UnifiedColumnUpdate(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=63, pattern=SAFE_IDENTIFIER)
     logical_type: LogicalTypeName | None = None
     description: str | None = Field(default=None, max_length=4000)
+    codes: list[Code] | None = Field(
+        default=None, max_length=MAX_CODES, description=CODES_DESCRIPTION + " null clears them."
+    )
+
+    _codes_unique = field_validator("codes")(_unique_codes)
 
 
 class UnifiedColumnPublic(BaseModel):
@@ -351,6 +381,7 @@ class UnifiedColumnPublic(BaseModel):
     name: str
     logical_type: str
     description: str | None
+    codes: list[str] | None = None
     mapped_columns: int = 0
     created_at: datetime
     updated_at: datetime
