@@ -64,7 +64,7 @@ ROUTE_ROLES = {
     ("DELETE", "/api/unified-columns/{unified_column_id}"): "editor",
     ("GET", "/api/unified-columns/{unified_column_id}"): "viewer",
     ("PATCH", "/api/unified-columns/{unified_column_id}"): "editor",
-    ("GET", "/api/unified-columns/{unified_column_id}/value-suggestions"): "viewer",
+    ("GET", "/api/unified-columns/{unified_column_id}/value-suggestions"): "editor",
     ("GET", "/api/value-mappings"): "viewer",
     ("POST", "/api/value-mappings"): "editor",
     ("DELETE", "/api/value-mappings/{value_mapping_id}"): "editor",

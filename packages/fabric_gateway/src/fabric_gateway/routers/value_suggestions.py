@@ -11,7 +11,7 @@ from fabric_core.code_suggestions.service import suggest_values
 from fabric_web.common import RuntimeDep
 from fastapi import APIRouter, Query
 
-from fabric_gateway.auth import VIEWER
+from fabric_gateway.auth import EDITOR
 
 router = APIRouter(prefix="/api", tags=["mappings"])
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api", tags=["mappings"])
 @router.get(
     "/unified-columns/{unified_column_id}/value-suggestions",
     response_model=ValueSuggestions,
-    dependencies=[VIEWER],
+    dependencies=[EDITOR],
 )
 def value_suggestions(
     unified_column_id: int,
