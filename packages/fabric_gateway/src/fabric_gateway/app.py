@@ -19,7 +19,15 @@ from fabric_gateway.audit_log import install_audit_log
 from fabric_gateway.auth import install_authentication
 from fabric_gateway.metrics import GatewayMetrics
 from fabric_gateway.rate_limits import RateLimiter
-from fabric_gateway.routers import access, alerts, catalog, connections, datasets, mappings
+from fabric_gateway.routers import (
+    access,
+    alerts,
+    catalog,
+    connections,
+    datasets,
+    mappings,
+    suggestions,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(connections.router)
     app.include_router(catalog.router)
     app.include_router(mappings.router)
+    app.include_router(suggestions.router)
     app.include_router(datasets.router)
     app.include_router(access.router)
     app.include_router(alerts.router)
