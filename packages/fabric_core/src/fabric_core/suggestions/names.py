@@ -36,7 +36,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "postal": ("postal", "zip", "zipcode", "cep", "postcode", "postalcode"),
     "state": ("state", "estado", "province", "provincia", "uf", "region"),
     "customer": ("customer", "cliente", "client", "cust", "cli", "clients", "customers"),
-    "product": ("product", "produto", "producto", "item", "sku", "article", "articulo"),
+    "product": ("product", "produto", "producto", "prod", "item", "sku", "article", "articulo"),
     "order": ("order", "pedido", "orden", "ord", "purchase", "compra"),
     "employee": ("employee", "funcionario", "empleado", "staff", "emp", "worker"),
     "supplier": ("supplier", "fornecedor", "proveedor", "vendor"),

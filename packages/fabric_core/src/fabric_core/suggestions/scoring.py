@@ -18,10 +18,11 @@ from fabric_core.suggestions.shapes import EXPECTED, Shape, overlap, shape, shap
 BIAS = -3.2
 NAME_WEIGHT = 5.0
 COMMENT_WEIGHT = 1.2
-ENTITY_CONFLICT = -2.0
+ENTITY_CONFLICT = -3.0
 SAME_TABLE_AS_MAPPED = -1.0
 FOREIGN_KEY = 0.5
 OVERLAP_WEIGHT = 3.0
+VOCABULARY = 100  # fewer distinct values than this are a vocabulary, not identities
 SHAPE_WEIGHT = 2.0
 SHAPE_NEUTRAL = 0.6  # a shape similarity below this counts against
 YEAR_GAP = -2.0
@@ -129,17 +130,20 @@ def _coverage(found: tuple[str, ...], wanted: tuple[str, ...]) -> float:
 
 
 def _comment_evidence(candidate: ColumnInfo, reference: Reference, scored: Scored) -> float:
+    """What the candidate's comment says of the reference's concepts, and what the unified
+    column's description says beyond its name (what the name already said is not counted
+    twice)."""
     wanted = reference.tokens or (reference.mapped[0].tokens if reference.mapped else ())
     from_comment = _coverage(concepts(candidate.comment or ""), wanted)
-    from_description = _coverage(candidate.tokens, reference.description_tokens)
-    for column in reference.mapped:  # a mapped column's comment describes the concept too
-        from_description = max(
-            from_description, _coverage(candidate.tokens, concepts(column.comment or ""))
-        )
+    described = tuple(t for t in reference.description_tokens if t not in reference.tokens)
+    from_description = _coverage(candidate.tokens, described)
     value = max(from_comment, from_description)
     if value > 0:
-        where = "column comment" if from_comment >= from_description else "description"
-        scored.add("comment", f"{where} names {', '.join(wanted)}", COMMENT_WEIGHT * value)
+        if from_comment >= from_description:
+            detail = f"column comment names {', '.join(wanted)}"
+        else:
+            detail = f"unified column's description names {', '.join(described)}"
+        scored.add("comment", detail, COMMENT_WEIGHT * value)
     return value
 
 
@@ -212,7 +216,10 @@ def add_value_evidence(
     if theirs is not None:
         shared = overlap(sample, pooled)
         if shared > 0:
+            # Sharing numbers, dates or a small vocabulary (cities, countries) says the
+            # values are of one kind; sharing many names or e-mails says they are the same.
             specific = 0.3 if mine.dominant[0] in _UNSPECIFIC_VALUES else 1.0
+            specific *= min(1.0, max(0.3, len(set(sample)) / VOCABULARY))
             scored.add(
                 "values",
                 f"{shared:.0%} of distinct values shared with mapped columns",
