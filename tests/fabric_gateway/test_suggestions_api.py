@@ -72,9 +72,7 @@ def sources(pg_database, mysql_database, tmp_path):
             ],
         )
         connection.execute("CREATE TABLE produtos (id INTEGER PRIMARY KEY, nome TEXT)")
-        connection.executemany(
-            "INSERT INTO produtos VALUES (?, ?)", list(enumerate(PRODUCTS, 1))
-        )
+        connection.executemany("INSERT INTO produtos VALUES (?, ?)", list(enumerate(PRODUCTS, 1)))
     connection.close()
     return pg_db, my_db, path
 
@@ -237,7 +235,8 @@ def test_bulk_accept_creates_mappings_all_or_none(api, catalog):
     # All or none: a column that does not exist refuses the whole request.
     refused = api.post(path, json={"column_ids": [e_mail, 999999]})
     assert refused.status_code == 422
-    assert len(api.get("/api/column-mappings", params={"unified_column_id": unified_id}).json()) == 1
+    mappings = api.get("/api/column-mappings", params={"unified_column_id": unified_id}).json()
+    assert len(mappings) == 1
 
     accepted = api.post(path, json={"column_ids": [e_mail, email]})
     assert accepted.status_code == 201, accepted.text
@@ -257,9 +256,7 @@ def test_groups_across_tables(api, catalog):
     tables.append(catalog["lite"]["produtos"]["_id"])
     answer = api.get("/api/column-suggestions", params={"table_ids": ",".join(map(str, tables))})
     assert answer.status_code == 200, answer.text
-    groups = {
-        frozenset((m["table"], m["column"]) for m in g["columns"]): g for g in answer.json()
-    }
+    groups = {frozenset((m["table"], m["column"]) for m in g["columns"]): g for g in answer.json()}
     email = groups[frozenset({("clients", "eMail"), ("clientes", "e_mail")})]
     assert (email["name"], email["logical_type"]) == ("email", "string")
     assert email["score"] >= 0.5 and email["evidence"]
