@@ -197,13 +197,33 @@ def build_mysql(name: str, statements: list[str], rows: dict[str, list[tuple]]) 
     return database
 
 
-def build_sources(folder: Path, seed: int) -> dict[str, dict]:
+FILLER_TABLES = ["shipment", "invoice", "payment", "campaign", "ticket", "warehouse", "batch"]
+FILLER_COLUMNS = [
+    "status", "amount", "quantity", "description", "notes", "updated_at", "code", "ref",
+    "flag", "category", "weight", "height", "color", "sku", "version", "priority", "total",
+    "currency", "tax_rate", "label",
+]  # fmt: skip
+
+
+def filler(tables: int) -> list[str]:
+    """Tables of other business areas, to measure the cost on thousands of columns (empty:
+    their columns are judged like any other, and should map to nothing)."""
+    return [
+        f"CREATE TABLE {FILLER_TABLES[i % len(FILLER_TABLES)]}_{i} ("
+        + ", ".join(f"{c} text" for c in FILLER_COLUMNS)
+        + ")"
+        for i in range(tables)
+    ]
+
+
+def build_sources(folder: Path, seed: int, filler_tables: int = 0) -> dict[str, dict]:
     rng = random.Random(seed)
     everyone = people(rng, 3 * CUSTOMERS)
     crm = slice_of(everyone, rng)
     crm_db = build_postgres(
         "crm",
         [
+            *filler(filler_tables),
             "CREATE TABLE customers (id serial PRIMARY KEY, full_name text NOT NULL, "
             "email text, country char(2), birth_date date, phone text, city text, "
             "gender char(1), created_at timestamp NOT NULL)",
@@ -561,10 +581,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the source databases")
     parser.add_argument("--no-values", action="store_true", help="do not sample values")
+    parser.add_argument(
+        "--filler-tables", type=int, default=0, help="add N tables x 20 columns to crm"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fabric-bench-sugg-") as tmp:
         folder = Path(tmp)
-        sources = build_sources(folder, args.seed)
+        sources = build_sources(folder, args.seed, args.filler_tables)
         try:
             return run(sources, folder, with_values=not args.no_values)
         finally:

@@ -167,11 +167,12 @@ def weight(token: str) -> float:
     return 0.4 if token in GENERIC or len(token) <= 1 else 1.0
 
 
+@lru_cache(maxsize=65536)  # names repeat across thousands of columns: compare each pair once
 def _token_match(a: str, b: str) -> float:
     """1 for the same concept; less for a prefix abbreviation (``addr``) or a near spelling."""
     if a == b:
         return 1.0
-    if len(a) >= 5 and len(b) >= 5 and SequenceMatcher(None, a, b).ratio() >= 0.85:
+    if len(a) >= 5 and len(b) >= 5 and _near_spelling(a, b):
         return 0.8
     short, long_ = sorted((a, b), key=len)
     if len(short) >= 3 and long_.startswith(short) and short not in _CANONICAL:
@@ -179,10 +180,20 @@ def _token_match(a: str, b: str) -> float:
     return 0.0
 
 
+def _near_spelling(a: str, b: str) -> bool:
+    matcher = SequenceMatcher(None, a, b)
+    return (
+        matcher.real_quick_ratio() >= 0.85
+        and matcher.quick_ratio() >= 0.85
+        and (matcher.ratio() >= 0.85)
+    )
+
+
 def _best(token: str, others: tuple[str, ...]) -> float:
     return max(_token_match(token, other) * min(weight(token), weight(other)) for other in others)
 
 
+@lru_cache(maxsize=65536)
 def similarity(left: tuple[str, ...], right: tuple[str, ...]) -> float:
     """Weighted Dice coefficient of two concept tuples, in [0, 1] (best match per token)."""
     if not left or not right:
