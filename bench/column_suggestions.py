@@ -526,20 +526,21 @@ def run(sources: dict[str, dict], folder: Path, *, with_values: bool) -> int:
         runtime.circuits,
     )
     best: dict[int, tuple[float, str, list]] = {}
-    timings = []
-    for name, unified_id in unified_ids.items():
-        started = time.perf_counter()
-        answer = suggest_columns(
-            runtime.read_session_factory,
-            sampler if with_values else None,
-            unified_id,
-            limit=100,
-        )
-        timings.append(time.perf_counter() - started)
-        for item in answer:
-            current = best.get(item["column_id"])
-            if current is None or item["score"] > current[0]:
-                best[item["column_id"]] = (item["score"], name, item["evidence"])
+    cold, warm = [], []
+    for timings in (cold, warm):  # the second round finds every sample in the cache
+        for name, unified_id in unified_ids.items():
+            started = time.perf_counter()
+            answer = suggest_columns(
+                runtime.read_session_factory,
+                sampler if with_values else None,
+                unified_id,
+                limit=100,
+            )
+            timings.append(time.perf_counter() - started)
+            for item in answer:
+                current = best.get(item["column_id"])
+                if current is None or item["score"] > current[0]:
+                    best[item["column_id"]] = (item["score"], name, item["evidence"])
     seeded = {id_of[("crm", "customers", column)] for column in SEED.values()}
     accepted = correct = 0
     problems = []
@@ -567,10 +568,11 @@ def run(sources: dict[str, dict], folder: Path, *, with_values: bool) -> int:
     print("PASS" if precision >= GOAL_PRECISION else "FAIL")
     print(f"recall    {recall:.3f} (goal >= {GOAL_RECALL}): ", end="")
     print("PASS" if recall >= GOAL_RECALL else "FAIL")
-    timings.sort()
+    cold.sort()
+    warm.sort()
     print(
-        f"suggest_columns per unified column: median {timings[len(timings) // 2]:.3f} s, "
-        f"max {timings[-1]:.3f} s (the first call reads the samples, later ones hit the cache)"
+        f"suggest_columns per unified column: median {cold[len(cold) // 2]:.3f} s "
+        f"(max {cold[-1]:.3f} s) reading samples, {warm[len(warm) // 2]:.3f} s from the cache"
     )
     runtime.close()
     return 0

@@ -10,7 +10,7 @@ from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.mapping import create_column_mapping, get_unified_column
 from fabric_core.models import CatalogColumn, ColumnMapping, DismissedSuggestion
 from fabric_core.schemas import ColumnMappingCreate, ColumnMappingPublic
-from fabric_core.suggestions.inventory import ColumnInfo, columns_by_id, live_columns
+from fabric_core.suggestions.inventory import ColumnInfo, columns_by_id, unmapped_columns
 from fabric_core.suggestions.names import concepts
 from fabric_core.suggestions.samples import Sampler
 from fabric_core.suggestions.scoring import (
@@ -27,7 +27,7 @@ MAX_SAMPLED = 60
 MIN_SCORE = 0.05  # below this a column is noise, not a suggestion
 
 
-def _reference(session: Session, unified_column_id: int) -> tuple[Reference, set[int]]:
+def _reference(session: Session, unified_column_id: int) -> Reference:
     unified = get_unified_column(session, unified_column_id)
     mapped_ids = list(
         session.scalars(
@@ -36,21 +36,13 @@ def _reference(session: Session, unified_column_id: int) -> tuple[Reference, set
             )
         )
     )
-    reference = Reference(
+    return Reference(
         label=unified.name,
         tokens=concepts(unified.name),
         logical_type=unified.logical_type,
         description_tokens=concepts(unified.description or ""),
         mapped=tuple(columns_by_id(session, mapped_ids)),
     )
-    dismissed = set(
-        session.scalars(
-            select(DismissedSuggestion.column_id).where(
-                DismissedSuggestion.unified_column_id == unified_column_id
-            )
-        )
-    )
-    return reference, dismissed
 
 
 def suggest_columns(
@@ -64,18 +56,13 @@ def suggest_columns(
     mapped to anything, not dismissed for it. Names and types rank every column cheaply;
     values are read only for the most plausible ones (and the mapped columns)."""
     with read_session_factory() as session:
-        reference, dismissed = _reference(session, unified_column_id)
-        mapped_anywhere = set(session.scalars(select(ColumnMapping.column_id)))
-        candidates = [
-            c
-            for c in live_columns(session)
-            if c.id not in mapped_anywhere and c.id not in dismissed
-        ]
-    cheap = [cheap_score(c, reference) for c in candidates]
-    plausible = sorted(
-        (s for s in cheap if len(s.evidence) > 0 and s.logit >= PLAUSIBLE),
-        key=lambda s: (-s.logit, s.column.id),
-    )
+        reference = _reference(session, unified_column_id)
+        plausible = []
+        for candidate in unmapped_columns(session, unified_column_id):
+            scored = cheap_score(candidate, reference)
+            if scored.evidence and scored.logit >= PLAUSIBLE:
+                plausible.append(scored)
+    plausible.sort(key=lambda s: (-s.logit, s.column.id))
     to_sample = plausible[: min(max(MIN_SAMPLED, 2 * limit), MAX_SAMPLED)]
     rest = plausible[len(to_sample) :]
     if sampler is not None and to_sample:

@@ -4,14 +4,20 @@ already cut into concepts (cheap to compare by the thousand)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
-from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable
+from fabric_core.models import (
+    CatalogColumn,
+    CatalogSchema,
+    CatalogTable,
+    ColumnMapping,
+    DismissedSuggestion,
+)
 from fabric_core.suggestions.names import concepts, entities
 
 
@@ -104,7 +110,20 @@ def live_columns(session: Session, *, table_ids: Iterable[int] | None = None) ->
     query = _query()
     if table_ids is not None:
         query = query.where(CatalogTable.id.in_(list(table_ids)))
-    return [_info(*row) for row in session.execute(query.execution_options(yield_per=2000))]
+    return [_info(*row) for row in session.execute(query)]
+
+
+def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[ColumnInfo]:
+    """Live columns mapped to nothing and not dismissed for the unified column, streamed in
+    batches (a catalog of 40,000 columns is never held whole)."""
+    mapped = exists().where(ColumnMapping.column_id == CatalogColumn.id)
+    dismissed = exists().where(
+        DismissedSuggestion.column_id == CatalogColumn.id,
+        DismissedSuggestion.unified_column_id == unified_column_id,
+    )
+    query = _query().where(~mapped, ~dismissed).execution_options(yield_per=2000)
+    for row in session.execute(query):
+        yield _info(*row)
 
 
 def columns_by_id(session: Session, column_ids: Iterable[int]) -> list[ColumnInfo]:
