@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.mapping import create_column_mapping, get_unified_column
 from fabric_core.models import CatalogColumn, ColumnMapping, DismissedSuggestion
+from fabric_core.paging import Page, Paged
 from fabric_core.schemas import ColumnMappingCreate, ColumnMappingPublic
 from fabric_core.suggestions.inventory import ColumnInfo, columns_by_id, unmapped_columns
 from fabric_core.suggestions.names import concepts
@@ -123,23 +124,38 @@ def undismiss(session: Session, unified_column_id: int, column_id: int) -> None:
     session.flush()
 
 
-def list_dismissed(session: Session, unified_column_id: int) -> list[dict]:
+def list_dismissed(session: Session, unified_column_id: int, page: Page = Page()) -> Paged[dict]:
     get_unified_column(session, unified_column_id)
-    rows = list(
-        session.scalars(
-            select(DismissedSuggestion)
-            .where(DismissedSuggestion.unified_column_id == unified_column_id)
-            .order_by(DismissedSuggestion.id)
-        )
+    query = (
+        select(DismissedSuggestion)
+        .where(DismissedSuggestion.unified_column_id == unified_column_id)
+        .order_by(DismissedSuggestion.id)
     )
+    rows = page.scalars(session, query)
     infos: dict[int, ColumnInfo] = {
         c.id: c for c in columns_by_id(session, [r.column_id for r in rows])
     }
-    return [
+    items = [
         {**infos[r.column_id].public(), "dismissed_at": r.created_at}
         for r in rows
         if r.column_id in infos
     ]
+    return Paged(items, page.total(session, query))
+
+
+def dismissed_column(session: Session, unified_column_id: int, column_id: int) -> dict:
+    row = session.scalar(
+        select(DismissedSuggestion).where(
+            DismissedSuggestion.unified_column_id == unified_column_id,
+            DismissedSuggestion.column_id == column_id,
+        )
+    )
+    if row is None:
+        raise NotFoundError(
+            f"Column {column_id} is not dismissed for unified column {unified_column_id}."
+        )
+    (info,) = columns_by_id(session, [column_id])
+    return {**info.public(), "dismissed_at": row.created_at}
 
 
 # --- bulk accept ---
@@ -164,6 +180,7 @@ __all__ = [
     "Scored",
     "accept",
     "dismiss",
+    "dismissed_column",
     "list_dismissed",
     "suggest_columns",
     "undismiss",

@@ -77,32 +77,39 @@ class ColumnInfo:
         }
 
 
-def _query() -> Select:
+_FIELDS = (
+    CatalogColumn.id,
+    CatalogColumn.table_id,
+    CatalogTable.connection_id,
+    CatalogSchema.name,
+    CatalogTable.name,
+    CatalogColumn.name,
+    CatalogColumn.logical_type,
+    CatalogColumn.native_type,
+    CatalogColumn.comment,
+    CatalogColumn.primary_key,
+    CatalogColumn.fk_table,
+    CatalogColumn.fk_column,
+    CatalogColumn.updated_at,
+)
+
+
+def _select() -> Select:
+    # Plain rows, not ORM objects: thousands of columns are read per request.
     return (
-        select(CatalogColumn, CatalogTable, CatalogSchema.name)
+        select(*_FIELDS)
         .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
         .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
-        .where(CatalogColumn.removed_at.is_(None), CatalogTable.removed_at.is_(None))
         .order_by(CatalogColumn.id)
     )
 
 
-def _info(column: CatalogColumn, table: CatalogTable, schema: str) -> ColumnInfo:
-    return ColumnInfo(
-        id=column.id,
-        table_id=table.id,
-        connection_id=table.connection_id,
-        schema=schema,
-        table=table.name,
-        name=column.name,
-        logical_type=column.logical_type,
-        native_type=column.native_type,
-        comment=column.comment,
-        primary_key=column.primary_key,
-        fk_table=column.fk_table,
-        fk_column=column.fk_column,
-        updated_at=column.updated_at,
-    )
+def _query() -> Select:
+    return _select().where(CatalogColumn.removed_at.is_(None), CatalogTable.removed_at.is_(None))
+
+
+def _info(row) -> ColumnInfo:
+    return ColumnInfo(*row)
 
 
 def live_columns(session: Session, *, table_ids: Iterable[int] | None = None) -> list[ColumnInfo]:
@@ -110,7 +117,7 @@ def live_columns(session: Session, *, table_ids: Iterable[int] | None = None) ->
     query = _query()
     if table_ids is not None:
         query = query.where(CatalogTable.id.in_(list(table_ids)))
-    return [_info(*row) for row in session.execute(query)]
+    return [_info(row) for row in session.execute(query)]
 
 
 def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[ColumnInfo]:
@@ -123,7 +130,7 @@ def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[Colum
     )
     query = _query().where(~mapped, ~dismissed).execution_options(yield_per=2000)
     for row in session.execute(query):
-        yield _info(*row)
+        yield _info(row)
 
 
 def columns_by_id(session: Session, column_ids: Iterable[int]) -> list[ColumnInfo]:
@@ -131,11 +138,4 @@ def columns_by_id(session: Session, column_ids: Iterable[int]) -> list[ColumnInf
     ids = list(column_ids)
     if not ids:
         return []
-    query = (
-        select(CatalogColumn, CatalogTable, CatalogSchema.name)
-        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
-        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
-        .where(CatalogColumn.id.in_(ids))
-        .order_by(CatalogColumn.id)
-    )
-    return [_info(*row) for row in session.execute(query)]
+    return [_info(row) for row in session.execute(_select().where(CatalogColumn.id.in_(ids)))]

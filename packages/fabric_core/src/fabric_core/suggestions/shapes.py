@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import median
 
 from fabric_core.suggestions.names import strip_accents
@@ -51,6 +52,11 @@ class Shape:
 
 
 def shape(values: Iterable[str]) -> Shape | None:
+    return _shape(tuple(values))
+
+
+@lru_cache(maxsize=256)  # the reference's sample is compared with every candidate's
+def _shape(values: tuple[str, ...]) -> Shape | None:
     texts = [v.strip() for v in values if v is not None and v.strip()]
     if not texts:
         return None
@@ -85,8 +91,13 @@ def shape_similarity(left: Shape, right: Shape) -> float:
     return 0.75 * kinds + 0.25 * lengths
 
 
-def normalized_values(values: Iterable[str]) -> set[str]:
-    return {strip_accents(v).strip().casefold() for v in values if v and v.strip()}
+def normalized_values(values: Iterable[str]) -> frozenset[str]:
+    return _normalized(tuple(values))
+
+
+@lru_cache(maxsize=256)
+def _normalized(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(strip_accents(v).strip().casefold() for v in values if v and v.strip())
 
 
 def overlap(left: Iterable[str], right: Iterable[str]) -> float:

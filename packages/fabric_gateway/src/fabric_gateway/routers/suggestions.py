@@ -16,6 +16,7 @@ from fabric_core.suggestions.schemas import (
     DismissRequest,
 )
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
+from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
 
 from fabric_gateway.audit_log import AuditNoteDep
@@ -79,9 +80,11 @@ def column_groups(
     response_model=list[DismissedColumn],
     dependencies=[VIEWER],
 )
-def dismissed(unified_column_id: int, session: ReadSessionDep) -> list[dict]:
-    """Columns never suggested again for this unified column."""
-    return suggestions.list_dismissed(session, unified_column_id)
+def dismissed(
+    unified_column_id: int, session: ReadSessionDep, page: PageDep, response: Response
+) -> list[dict]:
+    """Columns never suggested again for this unified column (paged)."""
+    return page_answer(response, suggestions.list_dismissed(session, unified_column_id, page))
 
 
 @router.post(
@@ -96,8 +99,7 @@ def dismiss(
     """Dismiss a suggested column: it is not suggested for this unified column again."""
     suggestions.dismiss(session, unified_column_id, body.column_id)
     note.object_id = f"{unified_column_id}:{body.column_id}"
-    listed = suggestions.list_dismissed(session, unified_column_id)
-    return next(d for d in listed if d["column_id"] == body.column_id)
+    return suggestions.dismissed_column(session, unified_column_id, body.column_id)
 
 
 @router.delete(
