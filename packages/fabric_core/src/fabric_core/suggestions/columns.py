@@ -78,6 +78,8 @@ def suggest_columns(
                 reference_samples,
                 samples.notes.get(scored.column.id),
             )
+    for scored in rest:
+        scored.add("values", "not sampled: ranked below the candidates whose values were read", 0)
     ranked = sorted(to_sample, key=lambda s: (-s.logit, s.column.id)) + rest
     return [s.public() for s in ranked if s.score >= MIN_SCORE][:limit]
 
