@@ -80,7 +80,7 @@ def suggest_columns(
             )
     for scored in rest:
         scored.add("values", "not sampled: ranked below the candidates whose values were read", 0)
-    ranked = sorted(to_sample, key=lambda s: (-s.logit, s.column.id)) + rest
+    ranked = sorted(to_sample + rest, key=lambda s: (-s.logit, s.column.id))
     return [s.public() for s in ranked if s.score >= MIN_SCORE][:limit]
 
 

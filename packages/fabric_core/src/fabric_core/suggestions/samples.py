@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SAMPLE_ROWS = 200  # distinct values per column
 SAMPLE_VALUE_CHARS = 200
 SAMPLE_MAX_AGE = timedelta(days=1)  # values change without the schema changing
-COLUMN_TIMEOUT = 5.0  # seconds per source call
+COLUMN_TIMEOUT = 5.0  # seconds a sample's statement may run
 REQUEST_BUDGET = 20.0  # seconds of source calls per request, all columns together
 # Values that are not codes or words: never sampled.
 _UNSAMPLED = frozenset({"json", "array", "binary", "other"})
@@ -60,7 +60,6 @@ class Sampler:
     policy: SourcePolicy
     circuits: CircuitBreaker | None = None
     rows: int = SAMPLE_ROWS
-    column_timeout: float = COLUMN_TIMEOUT
     budget: float = REQUEST_BUDGET
 
     def samples(self, columns: list[ColumnInfo]) -> SampleSet:
@@ -95,11 +94,14 @@ class Sampler:
 
     def _specs(self, session: Session, connection_ids, result: SampleSet, missing) -> dict:
         specs = {}
+        # A sample's statement is cut off sooner than a read's (the source's statement
+        # timeout and the driver's read deadline come from the policy's read_timeout).
+        policy = replace(self.policy, read_timeout=min(self.policy.read_timeout, COLUMN_TIMEOUT))
         for connection in session.scalars(
             select(Connection).where(Connection.id.in_(list(connection_ids)))
         ):
             try:
-                specs[connection.id] = connection_spec(connection, self.box, self.policy)
+                specs[connection.id] = connection_spec(connection, self.box, policy)
             except FabricError as exc:
                 for column in missing:
                     if column.connection_id == connection.id:
@@ -130,7 +132,7 @@ class Sampler:
                         column.table,
                         column.name,
                         limit=self.rows + 1,
-                        timeout=min(self.column_timeout, left),
+                        timeout=min(self.policy.connect_timeout, left),
                     )
             except FabricError as exc:
                 failed[column.connection_id] = f"source unreachable: {exc.message}"[:300]
