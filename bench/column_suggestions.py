@@ -637,11 +637,25 @@ def run(sources: dict[str, dict], folder: Path, *, with_values: bool, holdout: b
     print("PASS" if precision >= GOAL_PRECISION else "FAIL")
     print(f"recall    {recall:.3f} (goal >= {GOAL_RECALL}): ", end="")
     print("PASS" if recall >= GOAL_RECALL else "FAIL")
+    from fabric_core.suggestions.groups import MAX_TABLES, suggest_groups
+
+    table_ids = sorted({c.table_id for c in columns})[:MAX_TABLES]
+    started = time.perf_counter()
+    groups = suggest_groups(
+        runtime.read_session_factory, sampler if with_values else None, table_ids
+    )
+    grouped = time.perf_counter() - started
     cold.sort()
     warm.sort()
     print(
         f"suggest_columns per unified column: median {cold[len(cold) // 2]:.3f} s "
         f"(max {cold[-1]:.3f} s) reading samples, {warm[len(warm) // 2]:.3f} s from the cache"
+    )
+    members = sum(len(g["columns"]) for g in groups)
+    print(
+        f"column groups across {len(table_ids)} tables "
+        f"({sum(1 for c in columns if c.table_id in set(table_ids))} columns): "
+        f"{len(groups)} groups of {members} columns in {grouped:.3f} s"
     )
     runtime.close()
     return 0

@@ -4,7 +4,7 @@ same, grouped (at most one column of each table in a group)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from itertools import combinations
+from itertools import combinations, count
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -123,7 +123,22 @@ def suggest_groups(
         ids = check_table_ids(session, table_ids)
         columns = live_columns(session, table_ids=ids)
     accepted = [p for p in _pair_scores(columns, sampler) if p[2].score >= ACCEPT]
-    accepted.sort(key=lambda p: (-p[2].logit, p[0].id, p[1].id))
+    return [
+        _group_public(members, edges, best)
+        for members, edges, best in sorted(
+            group_pairs(accepted),
+            key=lambda g: (-sum(e.score for e in g[1]) / len(g[1]), -len(g[0])),
+        )
+    ]
+
+
+def group_pairs(
+    accepted: list[tuple[ColumnInfo, ColumnInfo, Scored]],
+) -> list[tuple[list[ColumnInfo], list[Scored], dict[int, Scored]]]:
+    """Greedy grouping of matching pairs, strongest first: a pair joins its columns' groups
+    unless that would put two columns of one table in a group."""
+    accepted = sorted(accepted, key=lambda p: (-p[2].logit, p[0].id, p[1].id))
+    next_key = count()
     group_of: dict[int, int] = {}
     groups: dict[int, list[ColumnInfo]] = {}
     edges: dict[int, list[Scored]] = defaultdict(list)
@@ -131,21 +146,18 @@ def suggest_groups(
     for a, b, scored in accepted:
         ga, gb = group_of.get(a.id), group_of.get(b.id)
         if ga is None and gb is None:
-            key = len(groups)
+            key = next(next_key)
             groups[key] = [a, b]
             group_of[a.id] = group_of[b.id] = key
         elif ga is not None and gb is not None:
-            if ga == gb:
-                edges[ga].append(scored)
-                continue
-            tables = {m.table_id for m in groups[ga]}
-            if tables & {m.table_id for m in groups[gb]}:
-                continue
-            for member in groups.pop(gb):
-                group_of[member.id] = ga
-                groups[ga].append(member)
-            edges[ga].extend(edges.pop(gb, []))
             key = ga
+            if ga != gb:
+                if {m.table_id for m in groups[ga]} & {m.table_id for m in groups[gb]}:
+                    continue
+                for member in groups.pop(gb):
+                    group_of[member.id] = ga
+                    groups[ga].append(member)
+                edges[ga].extend(edges.pop(gb, []))
         else:
             key, newcomer = (ga, b) if ga is not None else (gb, a)
             if newcomer.table_id in {m.table_id for m in groups[key]}:
@@ -156,6 +168,4 @@ def suggest_groups(
         for member in (a, b):
             if member.id not in best or best[member.id].logit < scored.logit:
                 best[member.id] = scored
-    answers = [_group_public(members, edges[key], best) for key, members in groups.items()]
-    answers.sort(key=lambda g: (-g["score"], -len(g["columns"]), g["name"]))
-    return answers
+    return [(members, edges[key], best) for key, members in groups.items()]
