@@ -82,3 +82,20 @@ def test_an_unreachable_source_gives_notes_not_errors(runtime, tmp_path):
     found = _sampler(runtime).samples([columns["a"], columns["b"]])
     assert found.values == {}
     assert set(found.notes) == {columns["a"].id, columns["b"].id}
+
+
+def test_a_column_dropped_since_the_sync_spoils_only_its_own_sample(runtime, tmp_path):
+    path = tmp_path / "src.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (a TEXT, b TEXT)")
+        connection.execute("INSERT INTO t VALUES ('x', 'y')")
+    connection.close()
+    connection_id = register(runtime, name="src", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    columns = _columns(runtime)
+    with sqlite3.connect(path) as connection:
+        connection.execute("ALTER TABLE t DROP COLUMN a")
+    connection.close()
+    found = _sampler(runtime).samples([columns["a"], columns["b"]])
+    assert found.values == {columns["b"].id: ("y",)}
+    assert "values not read" in found.notes[columns["a"].id]

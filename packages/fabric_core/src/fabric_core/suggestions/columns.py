@@ -17,7 +17,6 @@ from fabric_core.suggestions.samples import Sampler
 from fabric_core.suggestions.scoring import (
     PLAUSIBLE,
     Reference,
-    Scored,
     add_value_evidence,
     cheap_score,
 )
@@ -176,14 +175,3 @@ def accept(
         )
         for column_id in column_ids
     ]
-
-
-__all__ = [
-    "Scored",
-    "accept",
-    "dismiss",
-    "dismissed_column",
-    "list_dismissed",
-    "suggest_columns",
-    "undismiss",
-]

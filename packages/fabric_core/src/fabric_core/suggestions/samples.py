@@ -20,7 +20,7 @@ from fabric_core.circuits import CircuitBreaker, source_call
 from fabric_core.connections import connection_spec
 from fabric_core.connectors import get_connector
 from fabric_core.crypto import SecretBox
-from fabric_core.errors import FabricError
+from fabric_core.errors import FabricError, ServiceUnavailableError, SourceUnreachableError
 from fabric_core.models import ColumnSample, Connection
 from fabric_core.source_policy import SourcePolicy
 from fabric_core.suggestions.inventory import ColumnInfo
@@ -134,9 +134,13 @@ class Sampler:
                         limit=self.rows + 1,
                         timeout=min(self.policy.connect_timeout, left),
                     )
-            except FabricError as exc:
+            except (SourceUnreachableError, ServiceUnavailableError) as exc:
+                # Down or its circuit open: not asked again in this request.
                 failed[column.connection_id] = f"source unreachable: {exc.message}"[:300]
                 result.notes[column.id] = failed[column.connection_id]
+                continue
+            except FabricError as exc:  # this column only (e.g. dropped since the last sync)
+                result.notes[column.id] = f"values not read: {exc.message}"[:300]
                 continue
             texts = [as_text(v) for v in values[: self.rows]]
             result.values[column.id] = tuple(texts)
