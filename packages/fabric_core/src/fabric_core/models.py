@@ -319,6 +319,35 @@ class ValueMapping(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ColumnSample(Base):
+    """A bounded sample of a catalog column's distinct values (as text), read for column
+    suggestions; stale once the column's stored fields change (``fingerprint``)."""
+
+    __tablename__ = "column_samples"
+
+    column_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog_columns.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    sample_values: Mapped[list[str]] = mapped_column(JSON)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    sampled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DismissedSuggestion(Base):
+    """A column that is never suggested again for a unified column."""
+
+    __tablename__ = "dismissed_suggestions"
+    __table_args__ = (UniqueConstraint("unified_column_id", "column_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unified_column_id: Mapped[int] = mapped_column(
+        ForeignKey("unified_columns.id", ondelete="CASCADE")
+    )
+    column_id: Mapped[int] = mapped_column(ForeignKey("catalog_columns.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 

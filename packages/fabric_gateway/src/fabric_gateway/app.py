@@ -26,6 +26,7 @@ from fabric_gateway.routers import (
     connections,
     datasets,
     mappings,
+    suggestions,
     value_suggestions,
 )
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(mappings.router)
     app.include_router(value_suggestions.router)
+    app.include_router(suggestions.router)
     app.include_router(datasets.router)
     app.include_router(access.router)
     app.include_router(alerts.router)

@@ -1,6 +1,6 @@
 """unified_columns: an optional declared code list (the canonical values of a code column)
 
-Revision ID: 0013
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-30
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,1 @@
+"""Column suggestions: which catalog columns likely mean a unified column, or each other."""
