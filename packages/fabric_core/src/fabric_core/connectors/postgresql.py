@@ -241,10 +241,11 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     ]
     params = {"schema_oids": [oid for oid, _ in schemas]}
 
+    # ``.all()`` everywhere: one fetch of the whole (client-side) result, not a fetch a row.
     tables: dict[int, HarvestedTable] = {}
     for oid, schema, name, relkind, row_estimate, comment in connection.execute(
         text(_TABLES_SQL), params
-    ):
+    ).all():
         kind = "view" if relkind in ("v", "m") else "table"
         tables[oid] = HarvestedTable(schema, name, kind, row_estimate, comment)
 
@@ -252,33 +253,53 @@ def harvest_catalog(connection: Connection, spec, schema_filter: SchemaFilter) -
     foreign_keys: dict[tuple[int, int], ForeignKeyTarget] = {}
     for relid, contype, attnum, f_schema, f_table, f_column in connection.execute(
         text(_KEYS_SQL), params
-    ):
+    ).all():
         if contype == "p":
             primary_keys.add((relid, attnum))
         elif (relid, attnum) not in foreign_keys and f_column is not None:
             foreign_keys[(relid, attnum)] = ForeignKeyTarget(f_schema, f_table, f_column)
 
-    for row in connection.execute(text(_COLUMNS_SQL), params):
-        relid, attnum = row.attrelid, row.attnum
+    # A catalog has few distinct types: each one's logical type is worked out once.
+    logical_types: dict[tuple[str, str], LogicalType] = {}
+    for (
+        relid,
+        attnum,
+        name,
+        native_type,
+        type_name,
+        type_category,
+        not_null,
+        default,
+        comment,
+    ) in connection.execute(text(_COLUMNS_SQL), params).all():
         table = tables.get(relid)
         if table is None:
             continue
+        type_key = (type_name, type_category)
+        logical = logical_types.get(type_key)
+        if logical is None:
+            logical = logical_types[type_key] = logical_type(type_name, type_category)
+        key = (relid, attnum)
         table.columns.append(
             HarvestedColumn(
-                name=row.attname,
-                ordinal=attnum,
-                native_type=row.native_type,
-                logical_type=logical_type(row.type_name, row.type_category),
-                nullable=not row.attnotnull,
-                default=row.default_expr,
-                primary_key=(relid, attnum) in primary_keys,
-                foreign_key=foreign_keys.get((relid, attnum)),
-                comment=row.description,
+                name,
+                attnum,
+                native_type,
+                logical,
+                not not_null,
+                default,
+                key in primary_keys,
+                foreign_keys.get(key),
+                comment,
             )
         )
     for table in tables.values():
-        table.columns.sort(key=lambda column: column.ordinal)
+        table.columns.sort(key=_ordinal)
     return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))
+
+
+def _ordinal(column: HarvestedColumn) -> int:
+    return column.ordinal
 
 
 def libpq_dsn(spec, timeout: float) -> str:
