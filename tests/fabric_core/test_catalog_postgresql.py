@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from catalog_helpers import columns_of, counters, register, sync, tables_by_name
 from conftest import PG_HOST, PG_PORT, PG_USER, pg_execute
@@ -255,3 +256,59 @@ def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
     assert restored.id == view.id and not restored.removed
     restored_cols = columns_of(restored)
     assert not restored_cols["id"].removed and restored_cols["Full Name"].removed
+
+
+def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime, pg_database):
+    """New columns go in as one bulk write (COPY on a PostgreSQL metadata DB): values that
+    need escaping, nulls, booleans and the sync's timestamp come back as the source has them."""
+    from fabric_core.models import CatalogColumn, CatalogTable
+    from sqlalchemy import select
+
+    database = pg_database()
+    pg_execute(
+        database,
+        r'''
+        CREATE TABLE odd (
+            id integer PRIMARY KEY,
+            U&"tab\0009and \005C back" text DEFAULT E'a\tb\\c\nd' NOT NULL,
+            "quote ""q""" varchar(10) DEFAULT 'it''s',
+            empty text DEFAULT ''
+        );
+        COMMENT ON COLUMN odd.id IS E'line one\nline two \\N';
+        ''',
+    )
+    connection_id = _register(pg_runtime, database)
+    stats = sync(pg_runtime, connection_id)
+    assert (stats.tables_added, stats.columns_added) == (1, 4)
+    phases = {name: stats.as_dict()[f"{name}_seconds"] for name in ("harvest", "diff", "persist")}
+    assert all(seconds >= 0 for seconds in phases.values()), phases
+
+    with pg_runtime.session_factory() as session:
+        table = session.scalars(
+            select(CatalogTable).where(CatalogTable.connection_id == connection_id)
+        ).one()
+        columns = {
+            c.name: c
+            for c in session.scalars(
+                select(CatalogColumn).where(CatalogColumn.table_id == table.id)
+            )
+        }
+    odd = columns["tab\tand \\ back"]
+    assert (odd.nullable, odd.primary_key) == (False, False)
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as source:
+        (default,) = source.execute(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adnum = 2"
+        ).fetchone()
+    assert "\t" in default and "\\" in default and "\n" in default  # escapes COPY must keep
+    assert odd.default == default
+    assert columns['quote "q"'].default == "'it''s'::character varying"
+    assert columns["empty"].default == "''::text" and columns["empty"].comment is None
+    key = columns["id"]
+    assert key.primary_key is True and key.nullable is False
+    assert key.comment == "line one\nline two \\N"
+    for column in columns.values():
+        assert column.created_at == column.updated_at == table.created_at
+        assert column.created_at.tzinfo is not None and column.removed_at is None
+
+    # Stored exactly: the re-sync finds nothing changed.
+    assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
