@@ -312,3 +312,56 @@ def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime
 
     # Stored exactly: the re-sync finds nothing changed.
     assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
+
+
+def test_resync_reads_only_the_tables_whose_fingerprint_changed(pg_runtime, source_db):
+    """A re-sync compares one fingerprint a table (computed by the server the same way the
+    first harvest computed it) and reads again only the tables that changed, including one
+    changed through another: its foreign key's target was renamed."""
+    from fabric_core.catalog.sync import _load_known, harvest
+    from fabric_core.connections import connection_spec, get_connection
+
+    runtime = pg_runtime
+    connection_id = _register(runtime, source_db)
+    first = sync(runtime, connection_id)
+
+    def harvested() -> dict[tuple[str, str], object]:
+        with runtime.session_factory() as session:
+            spec = connection_spec(
+                get_connection(session, connection_id), runtime.box, runtime.source_policy
+            )
+            known = _load_known(session, connection_id, with_columns=False)
+        return {(t.schema, t.name): t for t in harvest(spec, 5, known).tables}
+
+    tables = harvested()
+    assert all(t.fingerprint and t.unchanged_columns == first_count(t) for t in tables.values())
+    assert sum(t.unchanged_columns for t in tables.values()) == first.columns
+
+    pg_execute(
+        source_db,
+        """
+        ALTER TABLE "Ops Data"."Shipments" RENAME COLUMN line TO line_no;
+        COMMENT ON COLUMN sales.customers.email IS 'Where to write';
+        """,
+    )
+    tables = harvested()
+    changed = {key for key, t in tables.items() if t.unchanged_columns is None}
+    # shipment_events changed only through its foreign key's target column.
+    assert changed == {
+        ("Ops Data", "Shipments"),
+        ("Ops Data", "shipment_events"),
+        ("sales", "customers"),
+    }
+    events = {c.name: c for c in tables[("Ops Data", "shipment_events")].columns}
+    assert events["line"].foreign_key.column == "line_no"
+
+    stats = sync(runtime, connection_id)
+    assert (stats.columns_added, stats.columns_changed, stats.columns_removed) == (1, 2, 1)
+    assert stats.columns == first.columns
+    assert counters(sync(runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
+
+
+def first_count(table) -> int:
+    return {"customers": 13, "Shipments": 4, "shipment_events": 3, "active_customers": 2}.get(
+        table.name, 1
+    )

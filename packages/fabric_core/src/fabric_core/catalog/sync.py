@@ -97,7 +97,9 @@ def sync_connection(
     """
     started = time.perf_counter()
     with session_factory() as session:
-        known = _load_known(session, connection_id)
+        known = _load_known(
+            session, connection_id, with_columns=get_connector(spec.kind).reuses_known_columns
+        )
     with source_call(circuits, connection_id, spec.secrets):
         catalog = harvest(spec, timeout, known)
     stats = SyncStats(
@@ -174,8 +176,11 @@ def _column_values(column: HarvestedColumn) -> tuple:
     )
 
 
-def _load_known(session: Session, connection_id: int) -> dict[tuple[str, str], KnownTable]:
-    """The live tables with a fingerprint and their live columns, by (schema, table)."""
+def _load_known(
+    session: Session, connection_id: int, *, with_columns: bool = True
+) -> dict[tuple[str, str], KnownTable]:
+    """The live tables with a fingerprint and (``with_columns``) their live columns, by
+    (schema, table)."""
     tables = {
         row.id: (row.schema_name, row.name, row.fingerprint, row.row_estimate)
         for row in session.execute(
@@ -194,9 +199,12 @@ def _load_known(session: Session, connection_id: int) -> dict[tuple[str, str], K
             )
         )
     }
-    if not tables:
-        return {}
     columns: dict[int, list[HarvestedColumn]] = {table_id: [] for table_id in tables}
+    if not tables or not with_columns:
+        return {
+            (schema, name): KnownTable(fingerprint, row_estimate, [])
+            for schema, name, fingerprint, row_estimate in tables.values()
+        }
     for column in session.scalars(
         select(CatalogColumn)
         .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
@@ -461,6 +469,20 @@ def _sync_tables(
                     "updated_at": now,
                 }
             )
+    # A table the harvest found unchanged (its stored fingerprint) keeps its stored columns:
+    # they are neither read nor compared.
+    changed: list[tuple[int, HarvestedTable]] = []
+    for table_id, table in table_ids:
+        if table.unchanged_columns is None:
+            changed.append((table_id, table))
+            continue
+        stored = stored_tables.get((schema_ids[table.schema], table.name))
+        live = stored is not None and stored.removed_at is None
+        if not live or stored.fingerprint != table.fingerprint:
+            # Only a sync of the same connection could have changed it, and those are locked
+            # out; rolled back, the job's retry harvests everything again.
+            raise RuntimeError(f"stored table {table.schema}.{table.name} changed during the sync")
+    table_ids = changed
     stored_columns = _load_columns(session, [table_id for table_id, _ in table_ids])
     with writer.clock.writing():
         if table_updates:
