@@ -424,21 +424,18 @@ def _digest_text(
     primary_key: bool,
     foreign_key: ForeignKeyTarget | None,
 ) -> str:
-    """A column as ``_FINGERPRINTS_SQL`` spells it before hashing."""
-    fk = (foreign_key.schema, foreign_key.table, foreign_key.column) if foreign_key else (None,) * 3
-    return ",".join(
-        (
-            str(attnum),
-            _v_text(name),
-            _v_text(native_type),
-            _v_text(type_name),
-            _v_text(type_category),
-            "true" if not_null else "false",
-            _v_text(default),
-            _v_text(comment),
-            "true" if primary_key else "false",
-            *(_v_text(value) for value in fk),
-        )
+    """A column as ``_FINGERPRINTS_SQL`` spells it before hashing (one f-string: 40,000 a
+    catalog)."""
+    if foreign_key is None:
+        fk = "-,-,-"
+    else:
+        target = (foreign_key.schema, foreign_key.table, foreign_key.column)
+        fk = ",".join(_v_text(value) for value in target)
+    return (
+        f"{attnum},{len(name)}:{name},{len(native_type)}:{native_type},"
+        f"{len(type_name)}:{type_name},{len(type_category)}:{type_category},"
+        f"{'true' if not_null else 'false'},{_v_text(default)},{_v_text(comment)},"
+        f"{'true' if primary_key else 'false'},{fk}"
     )
 
 
