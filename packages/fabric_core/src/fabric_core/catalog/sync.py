@@ -257,7 +257,8 @@ class _StoredColumn:
 
 # The catalog tables without their column types: statements on them bind and read values as
 # they are (no per-value type processing on 40,000 rows). Only values the driver takes as they
-# are go through them: ints, strings, booleans, and timestamps processed once (_Writer.now).
+# are go through them: ints, strings, booleans, and timestamps processed once
+# (_Writer.bound_now).
 _PLAIN_COLUMNS = sql_table(
     CatalogColumn.__tablename__, *(sql_column(c.name) for c in CatalogColumn.__table__.c)
 )
