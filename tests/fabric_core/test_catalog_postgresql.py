@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from catalog_helpers import columns_of, counters, register, sync, tables_by_name
 from conftest import PG_HOST, PG_PORT, PG_USER, pg_execute
@@ -255,3 +256,112 @@ def test_resync_diffs_keeps_ids_and_marks_removed(pg_runtime, source_db):
     assert restored.id == view.id and not restored.removed
     restored_cols = columns_of(restored)
     assert not restored_cols["id"].removed and restored_cols["Full Name"].removed
+
+
+def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime, pg_database):
+    """New columns go in as one bulk write (COPY on a PostgreSQL metadata DB): values that
+    need escaping, nulls, booleans and the sync's timestamp come back as the source has them."""
+    from fabric_core.models import CatalogColumn, CatalogTable
+    from sqlalchemy import select
+
+    database = pg_database()
+    pg_execute(
+        database,
+        r'''
+        CREATE TABLE odd (
+            id integer PRIMARY KEY,
+            U&"tab\0009and \005C back" text DEFAULT E'a\tb\\c\nd' NOT NULL,
+            "quote ""q""" varchar(10) DEFAULT 'it''s',
+            empty text DEFAULT ''
+        );
+        COMMENT ON COLUMN odd.id IS E'line one\nline two \\N';
+        ''',
+    )
+    connection_id = _register(pg_runtime, database)
+    stats = sync(pg_runtime, connection_id)
+    assert (stats.tables_added, stats.columns_added) == (1, 4)
+    phases = {name: stats.as_dict()[f"{name}_seconds"] for name in ("harvest", "diff", "persist")}
+    assert all(seconds >= 0 for seconds in phases.values()), phases
+
+    with pg_runtime.session_factory() as session:
+        table = session.scalars(
+            select(CatalogTable).where(CatalogTable.connection_id == connection_id)
+        ).one()
+        columns = {
+            c.name: c
+            for c in session.scalars(
+                select(CatalogColumn).where(CatalogColumn.table_id == table.id)
+            )
+        }
+    odd = columns["tab\tand \\ back"]
+    assert (odd.nullable, odd.primary_key) == (False, False)
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as source:
+        (default,) = source.execute(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adnum = 2"
+        ).fetchone()
+    assert "\t" in default and "\\" in default and "\n" in default  # escapes COPY must keep
+    assert odd.default == default
+    assert columns['quote "q"'].default == "'it''s'::character varying"
+    assert columns["empty"].default == "''::text" and columns["empty"].comment is None
+    key = columns["id"]
+    assert key.primary_key is True and key.nullable is False
+    assert key.comment == "line one\nline two \\N"
+    for column in columns.values():
+        assert column.created_at == column.updated_at == table.created_at
+        assert column.created_at.tzinfo is not None and column.removed_at is None
+
+    # Stored exactly: the re-sync finds nothing changed.
+    assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
+
+
+def test_resync_reads_only_the_tables_whose_fingerprint_changed(pg_runtime, source_db):
+    """A re-sync compares one fingerprint a table (computed by the server the same way the
+    first harvest computed it) and reads again only the tables that changed, including one
+    changed through another: its foreign key's target was renamed."""
+    from fabric_core.catalog.sync import _load_known, harvest
+    from fabric_core.connections import connection_spec, get_connection
+
+    runtime = pg_runtime
+    connection_id = _register(runtime, source_db)
+    first = sync(runtime, connection_id)
+
+    def harvested() -> dict[tuple[str, str], object]:
+        with runtime.session_factory() as session:
+            spec = connection_spec(
+                get_connection(session, connection_id), runtime.box, runtime.source_policy
+            )
+            known = _load_known(session, connection_id, with_columns=False)
+        return {(t.schema, t.name): t for t in harvest(spec, 5, known).tables}
+
+    tables = harvested()
+    assert all(t.fingerprint and t.unchanged_columns == first_count(t) for t in tables.values())
+    assert sum(t.unchanged_columns for t in tables.values()) == first.columns
+
+    pg_execute(
+        source_db,
+        """
+        ALTER TABLE "Ops Data"."Shipments" RENAME COLUMN line TO line_no;
+        COMMENT ON COLUMN sales.customers.email IS 'Where to write';
+        """,
+    )
+    tables = harvested()
+    changed = {key for key, t in tables.items() if t.unchanged_columns is None}
+    # shipment_events changed only through its foreign key's target column.
+    assert changed == {
+        ("Ops Data", "Shipments"),
+        ("Ops Data", "shipment_events"),
+        ("sales", "customers"),
+    }
+    events = {c.name: c for c in tables[("Ops Data", "shipment_events")].columns}
+    assert events["line"].foreign_key.column == "line_no"
+
+    stats = sync(runtime, connection_id)
+    assert (stats.columns_added, stats.columns_changed, stats.columns_removed) == (1, 2, 1)
+    assert stats.columns == first.columns
+    assert counters(sync(runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
+
+
+def first_count(table) -> int:
+    return {"customers": 13, "Shipments": 4, "shipment_events": 3, "active_customers": 2}.get(
+        table.name, 1
+    )

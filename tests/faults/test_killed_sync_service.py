@@ -91,7 +91,8 @@ def test_a_killed_sync_leaves_the_catalog_as_it_was(tmp_path, pg_database):
         while job(doomed)()["status"] == "queued":
             time.sleep(0.02)
         stats = first["stats"]  # into the store phase (the second sync runs faster than the first)
-        time.sleep(0.8 * stats["harvest_seconds"] + 0.3 * stats["persist_seconds"])
+        store_seconds = stats["diff_seconds"] + stats["persist_seconds"]
+        time.sleep(0.8 * stats["harvest_seconds"] + 0.3 * store_seconds)
         services.processes["sync"].send_signal(signal.SIGKILL)
         services.processes["sync"].wait()
 

@@ -53,6 +53,9 @@ class HarvestedTable:
     # What the table was read from (e.g. object keys, ETags and sizes): when it has not
     # changed, the next sync reuses the stored columns without reading the source again.
     fingerprint: str | None = None
+    # Set instead of ``columns`` when the fingerprint is the one stored by the last sync and the
+    # columns were not read again: how many there are. The sync then leaves them as stored.
+    unchanged_columns: int | None = None
 
 
 @dataclass(slots=True)
@@ -64,12 +67,16 @@ class HarvestedCatalog:
 
     @property
     def column_count(self) -> int:
-        return sum(len(table.columns) for table in self.tables)
+        return sum(
+            len(table.columns) if table.unchanged_columns is None else table.unchanged_columns
+            for table in self.tables
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class KnownTable:
-    """What the last sync stored for a table with a fingerprint."""
+    """What the last sync stored for a table with a fingerprint (``columns`` only for kinds
+    that reuse them, see ``Connector.reuses_known_columns``)."""
 
     fingerprint: str
     row_estimate: int | None

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import column as sql_column
 from sqlalchemy import insert, select, update
+from sqlalchemy import table as sql_table
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.change_events import mapped_columns, record_sync_events
@@ -48,6 +50,9 @@ class SyncStats:
     columns_changed: int = 0
     columns_removed: int = 0
     harvest_seconds: float = 0.0
+    # Reading the stored catalog and comparing it with the harvest.
+    diff_seconds: float = 0.0
+    # Writing the changes and their events (the statements that change the metadata DB).
     persist_seconds: float = 0.0
     # Objects of the source that could not be harvested; the others were.
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -92,7 +97,9 @@ def sync_connection(
     """
     started = time.perf_counter()
     with session_factory() as session:
-        known = _load_known(session, connection_id)
+        known = _load_known(
+            session, connection_id, with_columns=get_connector(spec.kind).reuses_known_columns
+        )
     with source_call(circuits, connection_id, spec.secrets):
         catalog = harvest(spec, timeout, known)
     stats = SyncStats(
@@ -102,10 +109,40 @@ def sync_connection(
         errors=list(catalog.errors),
     )
     stats.harvest_seconds = round(time.perf_counter() - started, 3)
-    started = time.perf_counter()
-    _persist(session_factory, connection_id, catalog, stats, check_stop, job_id)
-    stats.persist_seconds = round(time.perf_counter() - started, 3)
+    clock = _PhaseClock()
+    _persist(session_factory, connection_id, catalog, stats, check_stop, job_id, clock)
+    stats.diff_seconds = round(clock.diff, 3)
+    stats.persist_seconds = round(clock.persist, 3)
     return stats
+
+
+class _PhaseClock:
+    """Splits the time after the harvest into diffing (reads, comparisons) and persisting
+    (the writes): every write statement runs inside ``writing()``."""
+
+    def __init__(self) -> None:
+        self.persist = 0.0
+        self._started = time.perf_counter()
+
+    @property
+    def diff(self) -> float:
+        return time.perf_counter() - self._started - self.persist
+
+    def writing(self) -> _Writing:
+        return _Writing(self)
+
+
+class _Writing:
+    __slots__ = ("_clock", "_started")
+
+    def __init__(self, clock: _PhaseClock) -> None:
+        self._clock = clock
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._clock.persist += time.perf_counter() - self._started
 
 
 _COLUMN_FIELDS = (
@@ -139,8 +176,11 @@ def _column_values(column: HarvestedColumn) -> tuple:
     )
 
 
-def _load_known(session: Session, connection_id: int) -> dict[tuple[str, str], KnownTable]:
-    """The live tables with a fingerprint and their live columns, by (schema, table)."""
+def _load_known(
+    session: Session, connection_id: int, *, with_columns: bool = True
+) -> dict[tuple[str, str], KnownTable]:
+    """The live tables with a fingerprint and (``with_columns``) their live columns, by
+    (schema, table)."""
     tables = {
         row.id: (row.schema_name, row.name, row.fingerprint, row.row_estimate)
         for row in session.execute(
@@ -159,9 +199,12 @@ def _load_known(session: Session, connection_id: int) -> dict[tuple[str, str], K
             )
         )
     }
-    if not tables:
-        return {}
     columns: dict[int, list[HarvestedColumn]] = {table_id: [] for table_id in tables}
+    if not tables or not with_columns:
+        return {
+            (schema, name): KnownTable(fingerprint, row_estimate, [])
+            for schema, name, fingerprint, row_estimate in tables.values()
+        }
     for column in session.scalars(
         select(CatalogColumn)
         .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
@@ -209,7 +252,16 @@ class _StoredTable:
 class _StoredColumn:
     id: int
     values: tuple
-    removed_at: datetime | None
+    removed: bool
+
+
+# The catalog tables without their column types: statements on them bind and read values as
+# they are (no per-value type processing on 40,000 rows). Only values the driver takes as they
+# are go through them: ints, strings, booleans, and timestamps processed once
+# (_Writer.bound_now).
+_PLAIN_COLUMNS = sql_table(
+    CatalogColumn.__tablename__, *(sql_column(c.name) for c in CatalogColumn.__table__.c)
+)
 
 
 def _persist(
@@ -219,17 +271,19 @@ def _persist(
     stats: SyncStats,
     check_stop: StopCheck | None,
     job_id: str | None = None,
+    clock: _PhaseClock | None = None,
 ) -> None:
     """Store the diff in one transaction, with the events it means (catalog.changed,
     mapping.broken): a sync that dies or is cancelled half way leaves the catalog as it was."""
+    clock = clock or _PhaseClock()
     now = utcnow()
     with session_factory() as session, session.begin():
         if check_stop:
             check_stop()  # a cancelled job stops before it writes anything
+        writer = _Writer(session, clock, now)
         mapped_before = mapped_columns(session, connection_id)
-        schema_ids = _sync_schemas(session, connection_id, catalog.schemas, now)
+        schema_ids = _sync_schemas(session, connection_id, catalog.schemas, writer)
         stored_tables = _load_tables(session, connection_id)
-        stored_columns = _load_columns(session, connection_id)
 
         seen_tables: set[int] = set()
         for start in range(0, len(catalog.tables), CHUNK_TABLES):
@@ -240,10 +294,9 @@ def _persist(
                 chunk,
                 schema_ids,
                 stored_tables,
-                stored_columns,
                 seen_tables,
                 stats,
-                now,
+                writer,
             )
             if check_stop:
                 check_stop()
@@ -253,12 +306,26 @@ def _persist(
             for table in stored_tables.values()
             if table.removed_at is None and table.id not in seen_tables
         ]
-        stats.tables_removed += _mark_removed(session, CatalogTable.id, gone, now)
-        stats.columns_removed += _mark_removed(session, CatalogColumn.table_id, gone, now)
-        session.execute(
-            update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
+        with clock.writing():
+            stats.tables_removed += _mark_removed(session, CatalogTable.id, gone, now)
+            stats.columns_removed += _mark_removed(session, CatalogColumn.table_id, gone, now)
+            session.execute(
+                update(Connection).where(Connection.id == connection_id).values(last_synced_at=now)
+            )
+            record_sync_events(session, connection_id, stats, mapped_before, job_id)
+
+
+class _Writer:
+    """The sync's time and the clock its writes are timed on."""
+
+    def __init__(self, session: Session, clock: _PhaseClock, now: datetime) -> None:
+        self.clock = clock
+        self.now = now
+        # ``now`` as the driver takes it (on SQLite a string), converted once, not per row.
+        process = CatalogColumn.__table__.c.created_at.type.bind_processor(
+            session.get_bind().dialect
         )
-        record_sync_events(session, connection_id, stats, mapped_before, job_id)
+        self.bound_now = process(now) if process else now
 
 
 def _mark_removed(session: Session, key, ids: Sequence[int], now: datetime) -> int:
@@ -276,8 +343,9 @@ def _mark_removed(session: Session, key, ids: Sequence[int], now: datetime) -> i
 
 
 def _sync_schemas(
-    session: Session, connection_id: int, names: list[str], now: datetime
+    session: Session, connection_id: int, names: list[str], writer: _Writer
 ) -> dict[str, int]:
+    now = writer.now
     stored = {
         row.name: row
         for row in session.execute(
@@ -288,23 +356,24 @@ def _sync_schemas(
     }
     ids = {name: row.id for name, row in stored.items()}
     new = [name for name in names if name not in stored]
-    if new:
-        rows = session.execute(
-            insert(CatalogSchema).returning(CatalogSchema.id, CatalogSchema.name),
-            [{"connection_id": connection_id, "name": name, "created_at": now} for name in new],
-        )
-        ids.update({row.name: row.id for row in rows})
     present = set(names)
     restored = [row.id for name, row in stored.items() if name in present and row.removed_at]
     gone = [row.id for name, row in stored.items() if name not in present and not row.removed_at]
-    if restored:
-        session.execute(
-            update(CatalogSchema).where(CatalogSchema.id.in_(restored)).values(removed_at=None)
-        )
-    if gone:
-        session.execute(
-            update(CatalogSchema).where(CatalogSchema.id.in_(gone)).values(removed_at=now)
-        )
+    with writer.clock.writing():
+        if new:
+            rows = session.execute(
+                insert(CatalogSchema).returning(CatalogSchema.id, CatalogSchema.name),
+                [{"connection_id": connection_id, "name": name, "created_at": now} for name in new],
+            )
+            ids.update({row.name: row.id for row in rows})
+        if restored:
+            session.execute(
+                update(CatalogSchema).where(CatalogSchema.id.in_(restored)).values(removed_at=None)
+            )
+        if gone:
+            session.execute(
+                update(CatalogSchema).where(CatalogSchema.id.in_(gone)).values(removed_at=now)
+            )
     return ids
 
 
@@ -329,22 +398,30 @@ def _load_tables(session: Session, connection_id: int) -> dict[tuple[int, str], 
     }
 
 
-def _load_columns(session: Session, connection_id: int) -> dict[int, dict[str, _StoredColumn]]:
-    """Stored columns of a connection, by table id and column name."""
+def _load_columns(session: Session, table_ids: list[int]) -> dict[int, dict[str, _StoredColumn]]:
+    """Stored columns of the tables ``table_ids``, by table id and column name.
+
+    Read a batch of tables at a time (through the index on ``table_id``), so a large catalog
+    is never in memory twice, harvested and stored.
+    """
+    by_table: dict[int, dict[str, _StoredColumn]] = {}
+    if not table_ids:
+        return by_table
+    c = _PLAIN_COLUMNS.c
     rows = session.execute(
         select(
-            CatalogColumn.id,
-            CatalogColumn.table_id,
-            CatalogColumn.name,
-            CatalogColumn.removed_at,
-            *_COLUMN_FIELD_ATTRS,
-        )
-        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
-        .where(CatalogTable.connection_id == connection_id)
-    )
-    by_table: dict[int, dict[str, _StoredColumn]] = {}
+            c.id,
+            c.table_id,
+            c.name,
+            c.removed_at.is_not(None),
+            *(c[name] for name in _COLUMN_FIELDS),
+        ).where(c.table_id.in_(table_ids))
+    ).all()
     for row in rows:
-        by_table.setdefault(row[1], {})[row[2]] = _StoredColumn(row[0], tuple(row[4:]), row[3])
+        # Booleans come back as stored (SQLite: 0/1), equal to True/False in comparisons.
+        by_table.setdefault(row[1], {})[row[2]] = _StoredColumn(
+            row[0], tuple(row[4:]), bool(row[3])
+        )
     return by_table
 
 
@@ -354,11 +431,11 @@ def _sync_tables(
     tables: list[HarvestedTable],
     schema_ids: dict[str, int],
     stored_tables: dict[tuple[int, str], _StoredTable],
-    stored_columns: dict[int, dict[str, _StoredColumn]],
     seen_tables: set[int],
     stats: SyncStats,
-    now: datetime,
+    writer: _Writer,
 ) -> None:
+    now = writer.now
     new_tables: list[HarvestedTable] = []
     table_updates: list[dict] = []
     table_ids: list[tuple[int, HarvestedTable]] = []
@@ -393,34 +470,50 @@ def _sync_tables(
                     "updated_at": now,
                 }
             )
-    if table_updates:
-        session.execute(update(CatalogTable), table_updates)
-    if new_tables:
-        stats.tables_added += len(new_tables)
-        inserted = session.execute(
-            insert(CatalogTable).returning(
-                CatalogTable.id, CatalogTable.schema_id, CatalogTable.name
-            ),
-            [
-                {
-                    "connection_id": connection_id,
-                    "schema_id": schema_ids[t.schema],
-                    "name": t.name,
-                    "kind": t.kind,
-                    "row_estimate": t.row_estimate,
-                    "comment": t.comment,
-                    "fingerprint": t.fingerprint,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for t in new_tables
-            ],
-        )
-        by_key = {(t.schema, t.name): t for t in new_tables}
-        schema_names = {schema_id: name for name, schema_id in schema_ids.items()}
-        for row in inserted:
-            table_ids.append((row.id, by_key[(schema_names[row.schema_id], row.name)]))
-    _sync_columns(session, table_ids, stored_columns, stats, now)
+    # A table the harvest found unchanged (its stored fingerprint) keeps its stored columns:
+    # they are neither read nor compared.
+    changed: list[tuple[int, HarvestedTable]] = []
+    for table_id, table in table_ids:
+        if table.unchanged_columns is None:
+            changed.append((table_id, table))
+            continue
+        stored = stored_tables.get((schema_ids[table.schema], table.name))
+        live = stored is not None and stored.removed_at is None
+        if not live or stored.fingerprint != table.fingerprint:
+            # Only a sync of the same connection could have changed it, and those are locked
+            # out; rolled back, the job's retry harvests everything again.
+            raise RuntimeError(f"stored table {table.schema}.{table.name} changed during the sync")
+    table_ids = changed
+    stored_columns = _load_columns(session, [table_id for table_id, _ in table_ids])
+    with writer.clock.writing():
+        if table_updates:
+            session.execute(update(CatalogTable), table_updates)
+        if new_tables:
+            stats.tables_added += len(new_tables)
+            inserted = session.execute(
+                insert(CatalogTable).returning(
+                    CatalogTable.id, CatalogTable.schema_id, CatalogTable.name
+                ),
+                [
+                    {
+                        "connection_id": connection_id,
+                        "schema_id": schema_ids[t.schema],
+                        "name": t.name,
+                        "kind": t.kind,
+                        "row_estimate": t.row_estimate,
+                        "comment": t.comment,
+                        "fingerprint": t.fingerprint,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for t in new_tables
+                ],
+            )
+            by_key = {(t.schema, t.name): t for t in new_tables}
+            schema_names = {schema_id: name for name, schema_id in schema_ids.items()}
+            for row in inserted:
+                table_ids.append((row.id, by_key[(schema_names[row.schema_id], row.name)]))
+    _sync_columns(session, table_ids, stored_columns, stats, writer)
 
 
 def _sync_columns(
@@ -428,46 +521,76 @@ def _sync_columns(
     table_ids: list[tuple[int, HarvestedTable]],
     stored_columns: dict[int, dict[str, _StoredColumn]],
     stats: SyncStats,
-    now: datetime,
+    writer: _Writer,
 ) -> None:
-    inserts: list[dict] = []
+    now, bound_now = writer.now, writer.bound_now
+    inserts: list[tuple] = []
     updates: list[dict] = []
     removed: list[int] = []
+    no_columns: dict[str, _StoredColumn] = {}
     for table_id, table in table_ids:
-        stored_of_table = stored_columns.get(table_id, {})
-        names = set()
-        for column in table.columns:
-            names.add(column.name)
-            values = _column_values(column)
-            stored = stored_of_table.get(column.name)
+        stored_of_table = stored_columns.get(table_id, no_columns)
+        for harvested in table.columns:
+            values = _column_values(harvested)
+            stored = stored_of_table.get(harvested.name)
             if stored is None:
-                row = dict(zip(_COLUMN_FIELDS, values, strict=True))
-                inserts.append(
-                    {
-                        **row,
-                        "table_id": table_id,
-                        "name": column.name,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                stats.columns_added += 1
-            elif stored.removed_at is not None or stored.values != values:
-                if stored.removed_at is not None:
+                inserts.append((table_id, harvested.name, *values))
+            elif stored.removed or stored.values != values:
+                if stored.removed:
                     stats.columns_added += 1
                 else:
                     stats.columns_changed += 1
                 row = dict(zip(_COLUMN_FIELDS, values, strict=True))
                 updates.append({**row, "id": stored.id, "removed_at": None, "updated_at": now})
-        removed.extend(
-            stored.id
-            for name, stored in stored_of_table.items()
-            if name not in names and stored.removed_at is None
-        )
-    if inserts:
-        # Core executemany with every key in every row: one batched statement, not one INSERT
-        # per distinct set of non-null fields (what the ORM's bulk insert would emit).
-        session.execute(insert(CatalogColumn.__table__), inserts)
-    if updates:
-        session.execute(update(CatalogColumn), updates)
-    stats.columns_removed += _mark_removed(session, CatalogColumn.id, removed, now)
+        if stored_of_table:
+            names = {harvested.name for harvested in table.columns}
+            removed.extend(
+                stored.id
+                for name, stored in stored_of_table.items()
+                if name not in names and not stored.removed
+            )
+    stats.columns_added += len(inserts)
+    with writer.clock.writing():
+        if inserts:
+            _insert_columns(session, inserts, bound_now)
+        if updates:
+            session.execute(update(CatalogColumn), updates)
+        stats.columns_removed += _mark_removed(session, CatalogColumn.id, removed, now)
+
+
+_INSERT_KEYS = ("table_id", "name", *_COLUMN_FIELDS, "created_at", "updated_at")
+
+
+def _insert_columns(session: Session, rows: list[tuple], bound_now: Any) -> None:
+    """Insert new columns, ``(table_id, name, *_COLUMN_FIELDS)`` each, in the session's
+    transaction: COPY on PostgreSQL, the driver's executemany on SQLite, one Core executemany
+    elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        names = ", ".join(f'"{key}"' for key in _INSERT_KEYS)
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {CatalogColumn.__tablename__} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row((*row, bound_now, bound_now))
+        return
+    if connection.dialect.name == "sqlite":
+        # The driver's own executemany on plain tuples: no per-row dicts or type processing.
+        names = ", ".join(f'"{key}"' for key in _INSERT_KEYS)
+        marks = ", ".join("?" * len(_INSERT_KEYS))
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {CatalogColumn.__tablename__} ({names}) VALUES ({marks})",
+                [(*row, bound_now, bound_now) for row in rows],
+            )
+        finally:
+            cursor.close()
+        return
+    # Core executemany on the untyped table: no ORM, no per-value type processing.
+    session.execute(
+        insert(_PLAIN_COLUMNS),
+        [dict(zip(_INSERT_KEYS, (*row, bound_now, bound_now), strict=True)) for row in rows],
+    )

@@ -53,6 +53,9 @@ class Connector(ABC):
     transport_options: ClassVar[tuple[str, ...]] = ()
     # The kind's ``options`` (a pydantic model that forbids unknown keys).
     options_model: ClassVar[type[BaseModel]]
+    # Whether ``harvest`` reuses the stored columns of a known table (``KnownTable.columns``);
+    # False: it only compares fingerprints, and marks an unchanged table ``unchanged_columns``.
+    reuses_known_columns: ClassVar[bool] = True
 
     def validate_settings(
         self, values: dict[str, Any], options: Mapping[str, Any]
