@@ -19,7 +19,7 @@ from fabric_gateway.audit_log import install_audit_log
 from fabric_gateway.auth import install_authentication
 from fabric_gateway.metrics import GatewayMetrics
 from fabric_gateway.rate_limits import RateLimiter
-from fabric_gateway.routers import access, alerts, catalog, connections, datasets, mappings
+from fabric_gateway.routers import access, alerts, catalog, connections, datasets, drift, mappings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(access.router)
     app.include_router(alerts.router)
+    app.include_router(drift.router)
     install_request_ids(app)
 
     @app.get("/", tags=["operations"])

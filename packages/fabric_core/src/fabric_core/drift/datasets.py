@@ -134,36 +134,34 @@ def affected_datasets(session: Session, items: Sequence[DriftItem]) -> list[list
     ]
 
 
-def breaking_reasons(session: Session, footprint: Footprint) -> list[str]:
-    """The messages of the open breaking items a definition with ``footprint`` is hit by."""
-    if not footprint.tables:
-        return []
-    items = list(
-        session.scalars(
-            select(DriftItem)
-            .where(
+def attention_reasons(session: Session, definitions: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """For each definition (a stored dataset's or a build request's, of a new dataset too),
+    the messages of the open breaking items on columns it reads; empty: none. A few queries
+    whatever the number of definitions."""
+    prints = footprints(session, [definition or {} for definition in definitions])
+    tables = sorted({table for footprint in prints for table in footprint.tables})
+    items: list[DriftItem] = []
+    for start in range(0, len(tables), 500):
+        items += session.scalars(
+            select(DriftItem).where(
                 DriftItem.resolved_at.is_(None),
                 DriftItem.severity == "breaking",
-                DriftItem.table_id.in_(sorted(footprint.tables)),
+                DriftItem.table_id.in_(tables[start : start + 500]),
             )
-            .order_by(DriftItem.id)
         )
-    )
+    items.sort(key=lambda item: item.id)
     unified = item_unified_ids(session, items)
     return [
-        item.message
-        for item in items
-        if footprint.reads(item.table_id, item.column_id, unified.get(item.column_id or 0))
+        [
+            item.message
+            for item in items
+            if footprint.reads(item.table_id, item.column_id, unified.get(item.column_id or 0))
+        ]
+        for footprint in prints
     ]
-
-
-def dataset_attention(session: Session, definition: dict[str, Any]) -> list[str]:
-    """Why a stored dataset needs attention (empty: it does not)."""
-    [footprint] = footprints(session, [definition or {}])
-    return breaking_reasons(session, footprint)
 
 
 def request_attention(session: Session, request: DatasetRequest) -> list[str]:
     """Why a build request would read columns with breaking drift (a new dataset's too)."""
-    [footprint] = footprints(session, [request.model_dump()])
-    return breaking_reasons(session, footprint)
+    [reasons] = attention_reasons(session, [request.model_dump()])
+    return reasons
