@@ -92,13 +92,12 @@ def item_unified_ids(session: Session, items: Iterable[DriftItem]) -> dict[int, 
     column_ids = sorted({i.column_id for i in items if i.column_id is not None})
     unified: dict[int, int] = {}
     for start in range(0, len(column_ids), 500):
-        unified.update(
-            session.execute(
-                select(ColumnMapping.column_id, ColumnMapping.unified_column_id).where(
-                    ColumnMapping.column_id.in_(column_ids[start : start + 500])
-                )
-            ).tuples()
+        rows = session.execute(
+            select(ColumnMapping.column_id, ColumnMapping.unified_column_id).where(
+                ColumnMapping.column_id.in_(column_ids[start : start + 500])
+            )
         )
+        unified.update({column_id: unified_id for column_id, unified_id in rows})
     for item in items:
         would = item.details.get("unified_column_id") if item.details else None
         if item.column_id is not None and item.column_id not in unified and would is not None:
