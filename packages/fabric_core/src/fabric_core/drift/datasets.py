@@ -139,17 +139,22 @@ def attention_reasons(session: Session, definitions: Sequence[dict[str, Any]]) -
     whatever the number of definitions."""
     prints = footprints(session, [definition or {} for definition in definitions])
     tables = sorted({table for footprint in prints for table in footprint.tables})
-    items: list[DriftItem] = []
+    # Each item with its column's unified column, in the same query (lists stay at a fixed
+    # number of statements).
+    found: list[tuple[DriftItem, int | None]] = []
     for start in range(0, len(tables), 500):
-        items += session.scalars(
-            select(DriftItem).where(
+        found += session.execute(
+            select(DriftItem, ColumnMapping.unified_column_id)
+            .outerjoin(ColumnMapping, ColumnMapping.column_id == DriftItem.column_id)
+            .where(
                 DriftItem.resolved_at.is_(None),
                 DriftItem.severity == "breaking",
                 DriftItem.table_id.in_(tables[start : start + 500]),
             )
-        )
-    items.sort(key=lambda item: item.id)
-    unified = item_unified_ids(session, items)
+        ).all()
+    found.sort(key=lambda row: row[0].id)
+    items = [item for item, _ in found]
+    unified = {item.column_id: u for item, u in found if item.column_id and u is not None}
     return [
         [
             item.message
