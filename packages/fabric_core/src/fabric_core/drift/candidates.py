@@ -54,8 +54,10 @@ def _name_index(session: Session) -> dict[str, set[tuple[int, int | None]]]:
     if index is not None:
         return index
     index = {}
-    for unified_id, name in session.execute(select(UnifiedColumn.id, UnifiedColumn.name)):
-        index.setdefault(normalized_name(name), set()).add((unified_id, None))
+    # Whole rows: they stay in the session's identity map, so would_map's session.get of the
+    # one it found costs no query.
+    for unified in session.scalars(select(UnifiedColumn)):
+        index.setdefault(normalized_name(unified.name), set()).add((unified.id, None))
     mapped = session.execute(
         select(ColumnMapping.unified_column_id, CatalogColumn.id, CatalogColumn.name).join(
             CatalogColumn, CatalogColumn.id == ColumnMapping.column_id

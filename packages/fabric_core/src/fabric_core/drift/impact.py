@@ -91,7 +91,8 @@ def record_sync_drift(
     findings = _mapped_column_findings(session, mapped_before, mapped_after)
     findings += _new_column_findings(session, connection_id)
     reported = record_findings(session, connection_id, findings, job_id)
-    reevaluate(session, connection_id=connection_id)
+    found_now = {(f.table_id, f.column_id, f.kind) for f in findings}
+    reevaluate(session, connection_id=connection_id, skip=found_now)
     return reported
 
 
@@ -103,49 +104,50 @@ def record_findings(
     if not findings:
         return []
     now = utcnow()
-    reported: list[DriftItem] = []
-    touched: list[DriftItem] = []
-    for finding in findings:
-        item = session.scalar(
+    # The open items of the findings' tables, loaded once: a sync that breaks every table
+    # finds thousands of items, and a query (with its autoflush) per finding costs seconds.
+    open_items: dict[tuple[int, int | None, str], DriftItem] = {}
+    table_ids = sorted({finding.table_id for finding in findings})
+    for start in range(0, len(table_ids), 500):
+        for item in session.scalars(
             select(DriftItem).where(
                 DriftItem.connection_id == connection_id,
-                DriftItem.table_id == finding.table_id,
-                _same_column(finding.column_id),
-                DriftItem.kind == finding.kind,
+                DriftItem.table_id.in_(table_ids[start : start + 500]),
                 DriftItem.resolved_at.is_(None),
             )
-        )
-        if item is None:
-            item = DriftItem(
-                connection_id=connection_id,
-                table_id=finding.table_id,
-                column_id=finding.column_id,
-                kind=finding.kind,
-                created_at=now,
-                datasets=[],
-            )
-            session.add(item)
-            reported.append(item)
-        elif _says_more(item, finding):
-            reported.append(item)
-        item.severity = finding.severity
-        item.column_name = finding.column_name
-        item.message = finding.message
-        item.details = finding.details
-        item.job_id = job_id
-        item.updated_at = now
-        touched.append(item)
-    session.flush()
-    for item, names in zip(touched, affected_datasets(session, touched), strict=True):
-        item.datasets = names
+        ):
+            open_items[(item.table_id, item.column_id, item.kind)] = item
+    reported: list[DriftItem] = []
+    touched: list[DriftItem] = []
+    with session.no_autoflush:
+        for finding in findings:
+            key = (finding.table_id, finding.column_id, finding.kind)
+            item = open_items.get(key)
+            if item is None:
+                item = DriftItem(
+                    connection_id=connection_id,
+                    table_id=finding.table_id,
+                    column_id=finding.column_id,
+                    kind=finding.kind,
+                    created_at=now,
+                    datasets=[],
+                )
+                session.add(item)
+                open_items[key] = item
+                reported.append(item)
+            elif _says_more(item, finding):
+                reported.append(item)
+            item.severity = finding.severity
+            item.column_name = finding.column_name
+            item.message = finding.message
+            item.details = finding.details
+            item.job_id = job_id
+            item.updated_at = now
+            touched.append(item)
+        for item, names in zip(touched, affected_datasets(session, touched), strict=True):
+            item.datasets = names
     session.flush()
     return reported
-
-
-def _same_column(column_id: int | None):
-    if column_id is None:
-        return DriftItem.column_id.is_(None)
-    return DriftItem.column_id == column_id
 
 
 def _says_more(item: DriftItem, finding: Finding) -> bool:
@@ -305,10 +307,12 @@ def reevaluate(
     *,
     connection_id: int | None = None,
     column_ids: list[int] | None = None,
+    skip: set[tuple[int, int | None, str]] | None = None,
 ) -> int:
     """Resolve the open items (of a connection, of some columns, or all) whose cause is gone:
     the column or table is back, the type casts again, the nullable flag is as before, the
-    codes are mapped, or the mapping that made it matter was deleted. Returns how many."""
+    codes are mapped, or the mapping that made it matter was deleted (``skip``: the
+    (table id, column id, kind) of items found present a moment ago). Returns how many."""
     forget_names(session)
     query = select(DriftItem).where(DriftItem.resolved_at.is_(None))
     if connection_id is not None:
@@ -317,7 +321,11 @@ def reevaluate(
         if not column_ids:
             return 0
         query = query.where(DriftItem.column_id.in_(column_ids))
-    items = list(session.scalars(query))
+    items = [
+        item
+        for item in session.scalars(query)
+        if not skip or (item.table_id, item.column_id, item.kind) not in skip
+    ]
     if not items:
         return 0
     states = _column_states(session, [i.column_id for i in items if i.column_id is not None])
