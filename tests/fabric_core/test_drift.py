@@ -139,3 +139,45 @@ def test_new_codes_are_found_by_the_sample_and_a_failed_sample_is_info(runtime, 
 )
 def test_castable_follows_the_dataset_casts(source, target, expected):
     assert castable(source, target) is expected
+
+
+def test_a_removed_table_breaks_until_it_is_back(runtime, mapped):
+    connection_id, path, columns = mapped
+    _write(path, "ALTER TABLE customers RENAME TO customers_old")
+    sync(runtime, connection_id)
+    # The renamed table is new, its columns named like mapped ones: info items for them.
+    assert sorted((i.kind, i.column_name) for i in _items(runtime)) == [
+        ("new_column", "main.customers_old.mail"),
+        ("new_column", "main.customers_old.status"),
+        ("table_removed", "main.customers.mail"),
+        ("table_removed", "main.customers.status"),
+    ]
+    _write(path, "ALTER TABLE customers_old RENAME TO customers")
+    sync(runtime, connection_id)
+    assert all(i.resolved_at is not None for i in _items(runtime))
+
+
+def test_a_columns_dataset_is_affected_only_by_the_columns_it_reads(runtime, mapped):
+    from fabric_core.drift.datasets import attention_reasons
+
+    connection_id, path, columns = mapped
+    _write(path, "ALTER TABLE customers DROP COLUMN mail")
+    sync(runtime, connection_id)
+    [item] = _items(runtime)
+
+    def definition(*names: str, auto: bool = True) -> dict:
+        return {
+            "selection_mode": "columns",
+            "selected_columns": [columns[n] for n in names],
+            "auto_include_mapped_columns": auto,
+        }
+
+    tables = tables_by_name(runtime, connection_id)[("main", "customers")]
+    with runtime.session_factory() as session:
+        reasons = attention_reasons(
+            session, [definition("mail"), definition("status"), definition("id", "mail")]
+        )
+        whole_table = {"selection_mode": "tables", "selected_tables": [tables.id]}
+        [table_reasons] = attention_reasons(session, [whole_table])
+    assert reasons == [[item.message], [], [item.message]]
+    assert table_reasons == [item.message]
