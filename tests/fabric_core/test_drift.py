@@ -142,7 +142,7 @@ def test_castable_follows_the_dataset_casts(source, target, expected):
 
 
 def test_a_removed_table_breaks_until_it_is_back(runtime, mapped):
-    connection_id, path, columns = mapped
+    connection_id, path, _columns = mapped
     _write(path, "ALTER TABLE customers RENAME TO customers_old")
     sync(runtime, connection_id)
     # The renamed table is new, its columns named like mapped ones: info items for them.
