@@ -50,6 +50,7 @@ ROUTE_ROLES = {
     ("DELETE", "/api/datasets/{name}"): "editor",
     ("GET", "/api/datasets/{name}"): "viewer",
     ("GET", "/api/datasets/{name}/rows"): "viewer",
+    ("GET", "/api/drift"): "viewer",
     ("GET", "/api/jobs"): "viewer",
     ("GET", "/api/jobs/{job_id}"): "viewer",
     ("POST", "/api/jobs/{job_id}/cancel"): "editor",
