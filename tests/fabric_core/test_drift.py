@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from fabric_core.connections import connection_spec, get_connection
-from fabric_core.drift.impact import castable
+from fabric_core.drift.kinds import castable
 from fabric_core.drift.values import sample_value_drift
 from fabric_core.models import ColumnMapping, DriftItem, OutboxEvent, UnifiedColumn, ValueMapping
 from sqlalchemy import select

@@ -6,7 +6,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabric_core.drift.impact import reevaluate
+from fabric_core.drift.resolve import reevaluate
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.models import (
     CatalogColumn,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabric_core.drift.impact import INFO, item_summary, record_sync_drift
+from fabric_core.drift.impact import item_summary, record_sync_drift
+from fabric_core.drift.kinds import INFO
 from fabric_core.events import record_event
 from fabric_core.models import (
     CatalogColumn,

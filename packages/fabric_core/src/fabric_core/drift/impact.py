@@ -2,7 +2,7 @@
 
 An item is opened when a change happens (a mapped column removed or retyped, a nullable change,
 a new column that would be mapped, a new unmapped code) and stays open until its cause is gone,
-which :func:`reevaluate` checks after every sync of the connection and after every mapping
+which fabric_core.drift.resolve checks after every sync of the connection and after every mapping
 change. At most one item is open per column and kind: a repeated finding updates it.
 """
 
@@ -11,13 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from fabric_core.catalog.harvest import LogicalType
-from fabric_core.datasets.types import supertype
 from fabric_core.drift.candidates import forget_names, would_map
 from fabric_core.drift.datasets import affected_datasets
+from fabric_core.drift.kinds import (
+    BREAKING,
+    COLUMN_REMOVED,
+    COLUMN_RETYPED,
+    DEGRADING,
+    INFO,
+    NEW_COLUMN,
+    NULLABLE_CHANGED,
+    TABLE_REMOVED,
+    UNMAPPED_CODES,
+    castable,
+)
+from fabric_core.drift.resolve import reevaluate
 from fabric_core.models import (
     CatalogColumn,
     CatalogSchema,
@@ -25,46 +36,11 @@ from fabric_core.models import (
     ColumnMapping,
     Connection,
     DriftItem,
-    UnifiedColumn,
-    ValueMapping,
     utcnow,
 )
 
 if TYPE_CHECKING:
     from fabric_core.catalog.change_events import MappedColumn
-
-BREAKING, DEGRADING, INFO = "breaking", "degrading", "info"
-SEVERITIES = (BREAKING, DEGRADING, INFO)
-
-COLUMN_REMOVED = "column_removed"
-TABLE_REMOVED = "table_removed"
-COLUMN_RETYPED = "column_retyped"
-NULLABLE_CHANGED = "nullable_changed"
-UNMAPPED_CODES = "unmapped_codes"
-NEW_COLUMN = "new_column"
-VALUE_SAMPLE_FAILED = "value_sample_failed"
-
-# Codes kept in an item's details: enough to act on, bounded whatever the source holds.
-MAX_CODES_SHOWN = 100
-
-
-def castable(source_type: str, target_type: str) -> bool:
-    """Whether every value of ``source_type`` becomes a value of ``target_type`` under the
-    dataset casts (fabric_core.datasets.transform.cast_expr), none of them null.
-
-    That is the case when the target is text, when the target already holds the source (the
-    supertype of both is the target: integer into decimal or float, date into datetime), and
-    for datetime into date (the day is kept). Text into anything else, or a float into an
-    integer, can fail value by value: not castable.
-    """
-    if target_type == source_type or target_type == LogicalType.STRING:
-        return True
-    if (source_type, target_type) == (LogicalType.DATETIME, LogicalType.DATE):
-        return True
-    try:
-        return supertype([source_type, target_type]) == LogicalType(target_type)
-    except ValueError:  # a type this version does not know
-        return False
 
 
 @dataclass(slots=True)
@@ -291,118 +267,6 @@ def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
             )
         )
     return findings
-
-
-@dataclass(slots=True)
-class _ColumnState:
-    live: bool
-    logical_type: str
-    nullable: bool
-    unified_type: str | None
-    value_mappings: int
-
-
-def reevaluate(
-    session: Session,
-    *,
-    connection_id: int | None = None,
-    column_ids: list[int] | None = None,
-    skip: set[tuple[int, int | None, str]] | None = None,
-) -> int:
-    """Resolve the open items (of a connection, of some columns, or all) whose cause is gone:
-    the column or table is back, the type casts again, the nullable flag is as before, the
-    codes are mapped, or the mapping that made it matter was deleted (``skip``: the
-    (table id, column id, kind) of items found present a moment ago). Returns how many."""
-    forget_names(session)
-    query = select(DriftItem).where(DriftItem.resolved_at.is_(None))
-    if connection_id is not None:
-        query = query.where(DriftItem.connection_id == connection_id)
-    if column_ids is not None:
-        if not column_ids:
-            return 0
-        query = query.where(DriftItem.column_id.in_(column_ids))
-    items = [
-        item
-        for item in session.scalars(query)
-        if not skip or (item.table_id, item.column_id, item.kind) not in skip
-    ]
-    if not items:
-        return 0
-    states = _column_states(session, [i.column_id for i in items if i.column_id is not None])
-    now = utcnow()
-    resolved = 0
-    for item in items:
-        state = states.get(item.column_id) if item.column_id is not None else None
-        if state is None or not _still_there(session, item, state):
-            item.resolved_at = now
-            item.updated_at = now
-            resolved += 1
-    session.flush()
-    return resolved
-
-
-def _column_states(session: Session, column_ids: list[int]) -> dict[int, _ColumnState]:
-    mapping_count = (
-        select(func.count())
-        .where(ValueMapping.column_id == CatalogColumn.id)
-        .correlate(CatalogColumn)
-        .scalar_subquery()
-    )
-    states: dict[int, _ColumnState] = {}
-    unique = list(dict.fromkeys(column_ids))
-    for start in range(0, len(unique), 500):
-        rows = session.execute(
-            select(
-                CatalogColumn.id,
-                (CatalogColumn.removed_at.is_(None)) & (CatalogTable.removed_at.is_(None)),
-                CatalogColumn.logical_type,
-                CatalogColumn.nullable,
-                UnifiedColumn.logical_type,
-                mapping_count,
-            )
-            .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
-            .outerjoin(ColumnMapping, ColumnMapping.column_id == CatalogColumn.id)
-            .outerjoin(UnifiedColumn, UnifiedColumn.id == ColumnMapping.unified_column_id)
-            .where(CatalogColumn.id.in_(unique[start : start + 500]))
-        )
-        for column_id, live, logical, nullable, unified_type, value_mappings in rows:
-            states[column_id] = _ColumnState(
-                bool(live), logical, bool(nullable), unified_type, value_mappings or 0
-            )
-    return states
-
-
-def _still_there(session: Session, item: DriftItem, state: _ColumnState) -> bool:
-    mapped = state.unified_type is not None
-    kind = item.kind
-    if kind in (COLUMN_REMOVED, TABLE_REMOVED):
-        return mapped and not state.live
-    if kind == COLUMN_RETYPED:
-        return mapped and not castable(state.logical_type, str(state.unified_type))
-    if kind == NULLABLE_CHANGED:
-        return mapped and state.live and state.nullable != item.details.get("old_nullable")
-    if kind == UNMAPPED_CODES:
-        if not state.live or not state.value_mappings:
-            return False
-        codes = list(item.details.get("codes", []))
-        known = set(
-            session.scalars(
-                select(ValueMapping.source_value).where(
-                    ValueMapping.column_id == item.column_id,
-                    ValueMapping.source_value.in_(codes),
-                )
-            )
-        )
-        return any(code not in known for code in codes)
-    if kind == NEW_COLUMN:
-        if not state.live or mapped:
-            return False
-        column = session.get(CatalogColumn, item.column_id)
-        return column is not None and would_map(session, column) is not None
-    if kind == VALUE_SAMPLE_FAILED:
-        # Open until a later sample of the column succeeds (fabric_core.drift.values).
-        return state.live and bool(state.value_mappings)
-    return True
 
 
 def item_summary(item: DriftItem) -> dict[str, Any]:

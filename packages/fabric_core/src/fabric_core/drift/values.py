@@ -19,17 +19,15 @@ from fabric_core.circuits import CircuitBreaker, source_call
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionSpec
 from fabric_core.crypto import redact
-from fabric_core.drift.impact import (
+from fabric_core.drift.impact import Finding, item_summary, record_findings
+from fabric_core.drift.kinds import (
     DEGRADING,
     INFO,
     MAX_CODES_SHOWN,
     UNMAPPED_CODES,
     VALUE_SAMPLE_FAILED,
-    Finding,
-    item_summary,
-    record_findings,
-    reevaluate,
 )
+from fabric_core.drift.resolve import reevaluate
 from fabric_core.events import record_event
 from fabric_core.models import (
     CatalogColumn,
