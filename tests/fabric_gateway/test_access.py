@@ -52,6 +52,7 @@ ROUTE_ROLES = {
     ("GET", "/api/datasets/{name}"): "viewer",
     ("GET", "/api/datasets/{name}/diff"): "viewer",
     ("GET", "/api/datasets/{name}/rows"): "viewer",
+    ("GET", "/api/drift"): "viewer",
     ("GET", "/api/jobs"): "viewer",
     ("GET", "/api/jobs/{job_id}"): "viewer",
     ("POST", "/api/jobs/{job_id}/cancel"): "editor",

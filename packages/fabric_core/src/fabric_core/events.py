@@ -23,6 +23,7 @@ EventName = Literal[
     "circuit.closed",
     "catalog.changed",
     "mapping.broken",
+    "drift.detected",
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 

@@ -6,6 +6,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fabric_core.drift.resolve import reevaluate
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.models import (
     CatalogColumn,
@@ -89,6 +90,7 @@ def update_unified_column(
     for field, value in changes.items():
         setattr(unified, field, value)
     _flush_or_conflict(session, f"A unified column named {unified.name!r} already exists.")
+    reevaluate(session)  # a new type may cast again; a new name may match new columns
     return unified
 
 
@@ -96,6 +98,7 @@ def delete_unified_column(session: Session, unified_column_id: int) -> None:
     """Delete a unified column; its column mappings go with it (they mean nothing alone)."""
     session.delete(get_unified_column(session, unified_column_id))
     session.flush()
+    reevaluate(session)
 
 
 # --- column mappings ---
@@ -145,6 +148,7 @@ def create_column_mapping(session: Session, data: ColumnMappingCreate) -> Column
     mapping = ColumnMapping(column_id=data.column_id, unified_column_id=data.unified_column_id)
     session.add(mapping)
     _flush_or_conflict(session, f"Column {data.column_id} is already mapped to a unified column.")
+    reevaluate(session, column_ids=[data.column_id])
     return get_column_mapping(session, mapping.id)
 
 
@@ -182,6 +186,7 @@ def delete_column_mapping(session: Session, mapping_id: int) -> None:
         raise NotFoundError(f"No column mapping with id {mapping_id}.")
     session.delete(mapping)
     session.flush()
+    reevaluate(session, column_ids=[mapping.column_id])
 
 
 # --- value mappings ---
@@ -209,6 +214,7 @@ def create_value_mappings(session: Session, data: ValueMappingCreate) -> list[Va
     ]
     session.add_all(mappings)
     _flush_or_conflict(session, f"Column {data.column_id} already maps one of these values.")
+    reevaluate(session, column_ids=[data.column_id])
     return mappings
 
 
@@ -252,3 +258,4 @@ def delete_value_mapping(session: Session, value_mapping_id: int) -> None:
         raise NotFoundError(f"No value mapping with id {value_mapping_id}.")
     session.delete(mapping)
     session.flush()
+    reevaluate(session, column_ids=[mapping.column_id])

@@ -378,3 +378,31 @@ class DatasetVersion(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+
+
+class DriftItem(Base):
+    """What a catalog change means to the mappings and datasets built on the column or table
+    (fabric_core.drift): open until its cause goes away (``resolved_at``)."""
+
+    __tablename__ = "drift_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    table_id: Mapped[int] = mapped_column(ForeignKey("catalog_tables.id", ondelete="CASCADE"))
+    column_id: Mapped[int | None] = mapped_column(
+        ForeignKey("catalog_columns.id", ondelete="CASCADE"), index=True
+    )
+    severity: Mapped[str] = mapped_column(String(16))  # breaking | degrading | info
+    kind: Mapped[str] = mapped_column(String(32))
+    # schema.table.column (schema.table for an item about a table)
+    column_name: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Names of the datasets affected when the item was last evaluated.
+    datasets: Mapped[list[str]] = mapped_column(JSON, default=list)
+    job_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)

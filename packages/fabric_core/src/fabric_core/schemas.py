@@ -485,9 +485,11 @@ class DatasetCreateRequest(DatasetRequest):
     job's own retry policy (not part of the dataset's definition)."""
 
     retry: RetryRequest | None = None
+    # Build even though columns it reads have breaking drift (not kept in the definition).
+    allow_drift: bool = False
 
     def dataset_request(self) -> DatasetRequest:
-        return DatasetRequest.model_validate(self.model_dump(exclude={"retry"}))
+        return DatasetRequest.model_validate(self.model_dump(exclude={"retry", "allow_drift"}))
 
 
 class DatasetPreviewRequest(DatasetRequest):
@@ -554,5 +556,9 @@ class DatasetPublic(BaseModel):
     columns: list[DatasetColumn]
     versions: list[DatasetVersionPublic]
     definition: dict[str, Any]
+    # Open breaking drift on columns the definition reads (fabric_core.drift): a build is
+    # refused until it is fixed, or asked with "allow_drift": true.
+    needs_attention: bool = False
+    attention_reasons: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fabric_core.catalog.sync import sync_connection
 from fabric_core.connections import connection_spec, get_connection
 from fabric_core.crypto import SecretBox
+from fabric_core.drift.values import sample_value_drift
 from fabric_core.errors import ConflictError
 from fabric_core.job_kinds import SYNC
 from fabric_core.job_runner import JobContext
@@ -81,15 +82,25 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             circuits=context.runtime.circuits,
             job_id=context.job_id,
         )
+        # After the catalog is stored and still under the lock: new codes of code columns.
+        value_drift = sample_value_drift(
+            session_factory,
+            connection_id,
+            spec,
+            timeout=settings.source_connect_timeout,
+            circuits=context.runtime.circuits,
+            job_id=context.job_id,
+        )
+        result = stats.as_dict() | {"value_drift": value_drift.as_dict()}
         # The job's success and the lock's release commit together: no other sync of the
         # connection starts while this one still looks running.
         with session_factory.begin() as session:
-            context.succeed_in(session, stats.as_dict())
+            context.succeed_in(session, result)
             _release(session, connection_id, context.job_id)
     finally:
         with session_factory.begin() as session:
             _release(session, connection_id, context.job_id)
-    return stats.as_dict()
+    return result
 
 
 def _lock_connection(

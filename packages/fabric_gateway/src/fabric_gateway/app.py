@@ -25,6 +25,7 @@ from fabric_gateway.routers import (
     catalog,
     connections,
     datasets,
+    drift,
     mappings,
     suggestions,
     value_suggestions,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(access.router)
     app.include_router(alerts.router)
+    app.include_router(drift.router)
     install_request_ids(app)
 
     @app.get("/", tags=["operations"])

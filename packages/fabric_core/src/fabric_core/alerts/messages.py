@@ -19,6 +19,7 @@ TITLES = {
     "circuit.closed": "circuit closed",
     "catalog.changed": "catalog changed",
     "mapping.broken": "column mapping broken",
+    "drift.detected": "drift detected",
     "test": "test alert",
 }
 # What the subject line names, the first of these the payload has.

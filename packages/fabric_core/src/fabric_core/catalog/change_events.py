@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fabric_core.drift.impact import item_summary, record_sync_drift
+from fabric_core.drift.kinds import INFO
 from fabric_core.events import record_event
 from fabric_core.models import (
     CatalogColumn,
@@ -23,6 +25,7 @@ from fabric_core.models import (
 if TYPE_CHECKING:
     from fabric_core.catalog.sync import SyncStats
 
+MAX_ITEMS_IN_EVENT = 50
 CHANGE_COUNTS = (
     "tables_added",
     "tables_changed",
@@ -44,6 +47,10 @@ class MappedColumn:
     column: str
     logical_type: str
     removed: bool
+    # What fabric_core.drift compares too (defaults keep older callers working).
+    column_id: int = 0
+    table_id: int = 0
+    nullable: bool = True
 
 
 def mapped_columns(session: Session, connection_id: int) -> dict[int, MappedColumn]:
@@ -59,6 +66,9 @@ def mapped_columns(session: Session, connection_id: int) -> dict[int, MappedColu
             CatalogColumn.name,
             CatalogColumn.logical_type,
             (CatalogColumn.removed_at.is_not(None)) | (CatalogTable.removed_at.is_not(None)),
+            CatalogColumn.id,
+            CatalogTable.id,
+            CatalogColumn.nullable,
         )
         .join(CatalogColumn, CatalogColumn.id == ColumnMapping.column_id)
         .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
@@ -66,7 +76,12 @@ def mapped_columns(session: Session, connection_id: int) -> dict[int, MappedColu
         .join(UnifiedColumn, UnifiedColumn.id == ColumnMapping.unified_column_id)
         .where(CatalogTable.connection_id == connection_id)
     )
-    return {row[0]: MappedColumn(*row[:8], removed=bool(row[8])) for row in rows}
+    return {
+        row[0]: MappedColumn(
+            *row[:8], removed=bool(row[8]), column_id=row[9], table_id=row[10], nullable=row[11]
+        )
+        for row in rows
+    }
 
 
 def record_sync_events(
@@ -89,10 +104,14 @@ def record_sync_events(
             "kind": "sync",
             "orchestrator": session.scalar(select(Job.orchestrator).where(Job.id == job_id)),
         }
-    counts = {name: getattr(stats, name) for name in CHANGE_COUNTS}
-    if any(counts.values()):
-        record_event(session, "catalog.changed", {**about, **counts})
+    counts: dict[str, Any] = {name: getattr(stats, name) for name in CHANGE_COUNTS}
     mapped_after = mapped_columns(session, connection_id)
+    drift = record_sync_drift(session, connection_id, mapped_before, mapped_after, job_id)
+    if any(counts.values()):
+        if impact := [item_summary(item) for item in drift if item.severity != INFO]:
+            # What the change breaks or degrades (see fabric_core.drift), first items only.
+            counts["drift"] = impact[:MAX_ITEMS_IN_EVENT]
+        record_event(session, "catalog.changed", {**about, **counts})
     for mapping_id, before in mapped_before.items():
         after = mapped_after.get(mapping_id)
         if before.removed or after is None:

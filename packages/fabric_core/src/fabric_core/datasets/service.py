@@ -22,6 +22,7 @@ from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.reading import read_source
 from fabric_core.datasets.storage import Storage
 from fabric_core.datasets.transform import transform_batch
+from fabric_core.drift.datasets import attention_reasons
 from fabric_core.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from fabric_core.models import Dataset, DatasetVersion, Job
 from fabric_core.paging import Page, Paged
@@ -62,10 +63,13 @@ def _complete_versions(session: Session, dataset_ids: list[int]) -> dict[int, li
 
 
 def dataset_public(session: Session, dataset: Dataset) -> DatasetPublic:
-    return _public(dataset, _complete_versions(session, [dataset.id])[dataset.id])
+    [reasons] = attention_reasons(session, [dataset.definition])
+    return _public(dataset, _complete_versions(session, [dataset.id])[dataset.id], reasons)
 
 
-def _public(dataset: Dataset, versions: list[DatasetVersion]) -> DatasetPublic:
+def _public(
+    dataset: Dataset, versions: list[DatasetVersion], attention: list[str]
+) -> DatasetPublic:
     current = next((v for v in versions if v.version == dataset.current_version), None)
     return DatasetPublic(
         name=dataset.name,
@@ -92,6 +96,8 @@ def _public(dataset: Dataset, versions: list[DatasetVersion]) -> DatasetPublic:
             for v in versions
         ],
         definition=dataset.definition,
+        needs_attention=bool(attention),
+        attention_reasons=attention,
         created_at=dataset.created_at,
         updated_at=dataset.updated_at,
     )
@@ -103,7 +109,8 @@ def list_datasets(session: Session, page: Page = Page()) -> Paged[DatasetPublic]
     query = select(Dataset).order_by(Dataset.name)
     datasets = page.scalars(session, query)
     versions = _complete_versions(session, [d.id for d in datasets])
-    items = [_public(d, versions[d.id]) for d in datasets]
+    reasons = attention_reasons(session, [d.definition for d in datasets])
+    items = [_public(d, versions[d.id], r) for d, r in zip(datasets, reasons, strict=True)]
     return Paged(items, page.total(session, query))
 
 

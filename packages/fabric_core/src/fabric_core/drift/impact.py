@@ -1,0 +1,281 @@
+"""Drift items: found from what a sync changed, resolved from what the catalog is now.
+
+An item is opened when a change happens (a mapped column removed or retyped, a nullable change,
+a new column that would be mapped, a new unmapped code) and stays open until its cause is gone,
+which fabric_core.drift.resolve checks after every sync of the connection and after every mapping
+change. At most one item is open per column and kind: a repeated finding updates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from fabric_core.drift.candidates import forget_names, would_map
+from fabric_core.drift.datasets import affected_datasets
+from fabric_core.drift.kinds import (
+    BREAKING,
+    COLUMN_REMOVED,
+    COLUMN_RETYPED,
+    DEGRADING,
+    INFO,
+    NEW_COLUMN,
+    NULLABLE_CHANGED,
+    TABLE_REMOVED,
+    UNMAPPED_CODES,
+    castable,
+)
+from fabric_core.drift.resolve import reevaluate
+from fabric_core.models import (
+    CatalogColumn,
+    CatalogSchema,
+    CatalogTable,
+    ColumnMapping,
+    Connection,
+    DriftItem,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from fabric_core.catalog.change_events import MappedColumn
+
+
+@dataclass(slots=True)
+class Finding:
+    severity: str
+    kind: str
+    table_id: int
+    column_id: int | None
+    column_name: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def record_sync_drift(
+    session: Session,
+    connection_id: int,
+    mapped_before: dict[int, MappedColumn],
+    mapped_after: dict[int, MappedColumn],
+    job_id: str | None,
+) -> list[DriftItem]:
+    """Open (or update) the items a sync's stored changes call for and resolve the ones whose
+    cause it removed, in the sync's transaction. Returns the items opened or worsened now."""
+    forget_names(session)
+    findings = _mapped_column_findings(session, mapped_before, mapped_after)
+    findings += _new_column_findings(session, connection_id)
+    reported = record_findings(session, connection_id, findings, job_id)
+    found_now = {(f.table_id, f.column_id, f.kind) for f in findings}
+    reevaluate(session, connection_id=connection_id, skip=found_now)
+    return reported
+
+
+def record_findings(
+    session: Session, connection_id: int, findings: list[Finding], job_id: str | None
+) -> list[DriftItem]:
+    """Store ``findings`` as items; returns those that are new or say more than before (for
+    alerts: an unchanged open item is not reported again)."""
+    if not findings:
+        return []
+    now = utcnow()
+    # The open items of the findings' tables, loaded once: a sync that breaks every table
+    # finds thousands of items, and a query (with its autoflush) per finding costs seconds.
+    open_items: dict[tuple[int, int | None, str], DriftItem] = {}
+    table_ids = sorted({finding.table_id for finding in findings})
+    for start in range(0, len(table_ids), 500):
+        for item in session.scalars(
+            select(DriftItem).where(
+                DriftItem.connection_id == connection_id,
+                DriftItem.table_id.in_(table_ids[start : start + 500]),
+                DriftItem.resolved_at.is_(None),
+            )
+        ):
+            open_items[(item.table_id, item.column_id, item.kind)] = item
+    reported: list[DriftItem] = []
+    touched: list[DriftItem] = []
+    with session.no_autoflush:
+        for finding in findings:
+            key = (finding.table_id, finding.column_id, finding.kind)
+            item = open_items.get(key)
+            if item is None:
+                item = DriftItem(
+                    connection_id=connection_id,
+                    table_id=finding.table_id,
+                    column_id=finding.column_id,
+                    kind=finding.kind,
+                    created_at=now,
+                    datasets=[],
+                )
+                session.add(item)
+                open_items[key] = item
+                reported.append(item)
+            elif _says_more(item, finding):
+                reported.append(item)
+            item.severity = finding.severity
+            item.column_name = finding.column_name
+            item.message = finding.message
+            item.details = finding.details
+            item.job_id = job_id
+            item.updated_at = now
+            touched.append(item)
+        for item, names in zip(touched, affected_datasets(session, touched), strict=True):
+            item.datasets = names
+    session.flush()
+    return reported
+
+
+def _says_more(item: DriftItem, finding: Finding) -> bool:
+    if item.severity != finding.severity:
+        return True
+    if finding.kind == UNMAPPED_CODES:
+        before = set(item.details.get("codes", []))
+        return not set(finding.details.get("codes", [])) <= before
+    return item.details != finding.details
+
+
+def _mapped_column_findings(
+    session: Session, before: dict[int, MappedColumn], after: dict[int, MappedColumn]
+) -> list[Finding]:
+    changed = [
+        (old, new)
+        for mapping_id, old in before.items()
+        if (new := after.get(mapping_id)) is not None and not old.removed
+    ]
+    removed_tables = set(
+        session.scalars(
+            select(CatalogTable.id).where(
+                CatalogTable.id.in_({new.table_id for _, new in changed if new.removed}),
+                CatalogTable.removed_at.is_not(None),
+            )
+        )
+    )
+    findings: list[Finding] = []
+    for old, new in changed:
+        name = f"{new.schema}.{new.table}.{new.column}"
+        about = {"unified_column": new.unified_column, "unified_column_id": new.unified_column_id}
+        if new.removed:
+            table_gone = new.table_id in removed_tables
+            findings.append(
+                Finding(
+                    BREAKING,
+                    TABLE_REMOVED if table_gone else COLUMN_REMOVED,
+                    new.table_id,
+                    new.column_id,
+                    name,
+                    (
+                        f"Table {new.schema}.{new.table} was removed from its source; its column "
+                        f"{new.column} is mapped to {new.unified_column}."
+                        if table_gone
+                        else f"Column {name}, mapped to {new.unified_column}, was removed from "
+                        "its source."
+                    ),
+                    about,
+                )
+            )
+            continue
+        if new.logical_type != old.logical_type and not castable(
+            new.logical_type, new.unified_type
+        ):
+            findings.append(
+                Finding(
+                    BREAKING,
+                    COLUMN_RETYPED,
+                    new.table_id,
+                    new.column_id,
+                    name,
+                    f"Column {name} changed from {old.logical_type} to {new.logical_type}, which "
+                    f"does not cast to {new.unified_column} ({new.unified_type}).",
+                    about
+                    | {
+                        "old_type": old.logical_type,
+                        "new_type": new.logical_type,
+                        "unified_type": new.unified_type,
+                    },
+                )
+            )
+        if new.nullable != old.nullable:
+            findings.append(
+                Finding(
+                    DEGRADING,
+                    NULLABLE_CHANGED,
+                    new.table_id,
+                    new.column_id,
+                    name,
+                    f"Column {name}, mapped to {new.unified_column}, is now "
+                    f"{'nullable' if new.nullable else 'not nullable'}.",
+                    about | {"old_nullable": old.nullable, "new_nullable": new.nullable},
+                )
+            )
+    return findings
+
+
+def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
+    """Columns this sync added (created at the sync's time, which it also stored as
+    ``last_synced_at``) that would be mapped; none on a connection's first harvest, where
+    every column is new."""
+    synced_at = session.scalar(
+        select(Connection.last_synced_at).where(Connection.id == connection_id)
+    )
+    if synced_at is None:
+        return []
+    of_connection = (
+        select(CatalogColumn, CatalogTable, CatalogSchema.name)
+        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
+        .where(CatalogTable.connection_id == connection_id)
+    )
+    harvested_before = session.scalar(
+        select(
+            exists().where(
+                CatalogColumn.table_id == CatalogTable.id,
+                CatalogTable.connection_id == connection_id,
+                CatalogColumn.created_at < synced_at,
+            )
+        )
+    )
+    if not harvested_before:
+        return []
+    new_columns = session.execute(
+        of_connection.where(
+            CatalogColumn.created_at >= synced_at,
+            CatalogColumn.removed_at.is_(None),
+            CatalogTable.removed_at.is_(None),
+            ~exists().where(ColumnMapping.column_id == CatalogColumn.id),
+        ).order_by(CatalogColumn.id)
+    )
+    findings: list[Finding] = []
+    for column, table, schema in new_columns:
+        unified = would_map(session, column)
+        if unified is None:
+            continue
+        name = f"{schema}.{table.name}.{column.name}"
+        findings.append(
+            Finding(
+                INFO,
+                NEW_COLUMN,
+                table.id,
+                column.id,
+                name,
+                f"New column {name} looks like {unified.name}; map it to include it.",
+                {
+                    "unified_column": unified.name,
+                    "unified_column_id": unified.id,
+                    "logical_type": column.logical_type,
+                },
+            )
+        )
+    return findings
+
+
+def item_summary(item: DriftItem) -> dict[str, Any]:
+    """What an alert says of an item."""
+    return {
+        "id": item.id,
+        "severity": item.severity,
+        "kind": item.kind,
+        "column": item.column_name,
+        "message": item.message,
+        "datasets": list(item.datasets),
+    }

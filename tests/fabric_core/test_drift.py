@@ -1,0 +1,183 @@
+"""Drift items recorded by a sync (fabric_core.drift), in the sync's transaction, and the
+value sample after it, on a SQLite source."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from catalog_helpers import register, sync, tables_by_name
+from fabric_core.connections import connection_spec, get_connection
+from fabric_core.drift.kinds import castable
+from fabric_core.drift.values import sample_value_drift
+from fabric_core.models import ColumnMapping, DriftItem, OutboxEvent, UnifiedColumn, ValueMapping
+from sqlalchemy import select
+
+
+@pytest.fixture
+def runtime(metadata_url, settings):
+    from fabric_core.runtime import create_runtime
+
+    runtime = create_runtime(settings.model_copy(update={"database_url": metadata_url}))
+    yield runtime
+    runtime.close()
+
+
+def _write(path, *statements: str) -> None:
+    with sqlite3.connect(path) as connection:
+        for statement in statements:
+            connection.execute(statement)
+    connection.close()
+
+
+def _items(runtime) -> list[DriftItem]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(DriftItem).order_by(DriftItem.id)))
+
+
+@pytest.fixture
+def mapped(runtime, tmp_path):
+    """A synced SQLite source whose ``mail`` and ``status`` columns are mapped and whose
+    ``status`` holds codes; returns (connection id, path, {column: id})."""
+    path = tmp_path / "crm.db"
+    _write(
+        path,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, mail TEXT, status TEXT)",
+        "INSERT INTO customers VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B')",
+    )
+    connection_id = register(runtime, name="crm", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    columns = {
+        c.name: c.id for c in tables_by_name(runtime, connection_id)[("main", "customers")].columns
+    }
+    with runtime.session_factory.begin() as session:
+        for name in ("mail", "status"):
+            unified = UnifiedColumn(name=f"u_{name}", logical_type="string")
+            session.add(unified)
+            session.flush()
+            session.add(ColumnMapping(column_id=columns[name], unified_column_id=unified.id))
+        session.add(ValueMapping(column_id=columns["status"], source_value="A", target_value="a"))
+        session.add(ValueMapping(column_id=columns["status"], source_value="B", target_value="b"))
+    return connection_id, path, columns
+
+
+def _sample(runtime, connection_id):
+    with runtime.session_factory() as session:
+        spec = connection_spec(
+            get_connection(session, connection_id), runtime.box, runtime.source_policy
+        )
+    return sample_value_drift(runtime.session_factory, connection_id, spec, timeout=5)
+
+
+def test_a_removed_mapped_column_opens_one_breaking_item_and_the_event_carries_it(runtime, mapped):
+    connection_id, path, columns = mapped
+    _write(path, "ALTER TABLE customers DROP COLUMN mail")
+    sync(runtime, connection_id)
+    [item] = _items(runtime)
+    assert (item.severity, item.kind, item.column_id, item.column_name) == (
+        "breaking",
+        "column_removed",
+        columns["mail"],
+        "main.customers.mail",
+    )
+    with runtime.session_factory() as session:
+        changed = session.scalar(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.name == "catalog.changed")
+            .order_by(OutboxEvent.id.desc())
+            .limit(1)
+        )
+    assert [(d["kind"], d["column"]) for d in changed["drift"]] == [
+        ("column_removed", "main.customers.mail")
+    ]
+    sync(runtime, connection_id)  # still removed: the same item
+    assert [i.id for i in _items(runtime)] == [item.id]
+
+
+def test_new_codes_are_found_by_the_sample_and_a_failed_sample_is_info(runtime, mapped):
+    connection_id, path, columns = mapped
+    assert _sample(runtime, connection_id).unmapped_codes == 0
+    assert _items(runtime) == []
+    _write(path, "INSERT INTO customers VALUES (3, 'c@x', 'Z'), (4, 'd@x', 'Y')")
+    summary = _sample(runtime, connection_id)
+    assert (summary.columns_sampled, summary.unmapped_codes) == (1, 2)
+    [item] = _items(runtime)
+    assert (item.severity, item.kind, item.details["codes"]) == (
+        "degrading",
+        "unmapped_codes",
+        ["Y", "Z"],
+    )
+    with runtime.session_factory() as session:
+        [event] = session.scalars(
+            select(OutboxEvent.payload).where(OutboxEvent.name == "drift.detected")
+        )
+    assert event["drift"][0]["kind"] == "unmapped_codes"
+
+    # The table goes away behind the catalog's back: the sample fails, the call does not.
+    _write(path, "DROP TABLE customers")
+    summary = _sample(runtime, connection_id)
+    assert (summary.columns_sampled, summary.columns_failed) == (0, 1)
+    failed = [i for i in _items(runtime) if i.kind == "value_sample_failed"]
+    assert [(i.severity, i.column_id) for i in failed] == [("info", columns["status"])]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        ("integer", "integer", True),
+        ("integer", "decimal", True),
+        ("integer", "float", True),
+        ("integer", "string", True),
+        ("date", "datetime", True),
+        ("datetime", "date", True),
+        ("string", "integer", False),
+        ("float", "integer", False),
+        ("decimal", "integer", False),
+        ("boolean", "date", False),
+        ("json", "integer", False),
+    ],
+)
+def test_castable_follows_the_dataset_casts(source, target, expected):
+    assert castable(source, target) is expected
+
+
+def test_a_removed_table_breaks_until_it_is_back(runtime, mapped):
+    connection_id, path, _columns = mapped
+    _write(path, "ALTER TABLE customers RENAME TO customers_old")
+    sync(runtime, connection_id)
+    # The renamed table is new, its columns named like mapped ones: info items for them.
+    assert sorted((i.kind, i.column_name) for i in _items(runtime)) == [
+        ("new_column", "main.customers_old.mail"),
+        ("new_column", "main.customers_old.status"),
+        ("table_removed", "main.customers.mail"),
+        ("table_removed", "main.customers.status"),
+    ]
+    _write(path, "ALTER TABLE customers_old RENAME TO customers")
+    sync(runtime, connection_id)
+    assert all(i.resolved_at is not None for i in _items(runtime))
+
+
+def test_a_columns_dataset_is_affected_only_by_the_columns_it_reads(runtime, mapped):
+    from fabric_core.drift.datasets import attention_reasons
+
+    connection_id, path, columns = mapped
+    _write(path, "ALTER TABLE customers DROP COLUMN mail")
+    sync(runtime, connection_id)
+    [item] = _items(runtime)
+
+    def definition(*names: str, auto: bool = True) -> dict:
+        return {
+            "selection_mode": "columns",
+            "selected_columns": [columns[n] for n in names],
+            "auto_include_mapped_columns": auto,
+        }
+
+    tables = tables_by_name(runtime, connection_id)[("main", "customers")]
+    with runtime.session_factory() as session:
+        reasons = attention_reasons(
+            session, [definition("mail"), definition("status"), definition("id", "mail")]
+        )
+        whole_table = {"selection_mode": "tables", "selected_tables": [tables.id]}
+        [table_reasons] = attention_reasons(session, [whole_table])
+    assert reasons == [[item.message], [], [item.message]]
+    assert table_reasons == [item.message]
