@@ -45,7 +45,9 @@ def sources(pg_database, mysql_database, tmp_path):
 
 
 @pytest.fixture
-def s3_settings(settings, s3_server, request):
+def s3_settings(settings, s3_server, metadata_url, request):
+    """Datasets on S3, the catalog in each metadata DB (SQLite and PostgreSQL)."""
+    settings = settings.model_copy(update={"database_url": metadata_url})
     prefix = request.node.name.replace("[", "_").replace("]", "")
     return settings.model_copy(update=s3_server.settings_update(prefix))
 
