@@ -349,6 +349,26 @@ def test_a_new_column_named_like_a_unified_column_is_info(api, catalog, sources)
     assert [i["kind"] for i in _drift(api)] == ["new_column"]  # the PG one stays
     assert _drift(api, connection_id=lite_id) == []
 
+    # Suggestions' evidence, not only equal names: "correo" is Spanish for e-mail.
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE leads (id INTEGER PRIMARY KEY, correo TEXT)")
+    connection.close()
+    _sync(api, lite_id)
+    [lead] = _drift(api, connection_id=lite_id)
+    assert (lead["kind"], lead["column"], lead["details"]["unified_column"]) == (
+        "new_column",
+        "main.leads.correo",
+        "email",
+    )
+    # Dismissed for that unified column, it is no longer a column suggestions would map.
+    dismissed = api.post(
+        f"/api/unified-columns/{email_unified}/suggestions/dismissed",
+        json={"column_id": lead["column_id"]},
+    )
+    assert dismissed.status_code == 201, dismissed.text
+    _sync(api, lite_id)
+    assert _drift(api, connection_id=lite_id) == []
+
 
 @pytest.mark.parametrize(
     ("params", "status"),

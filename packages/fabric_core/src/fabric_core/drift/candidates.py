@@ -1,69 +1,55 @@
-"""Whether a new source column would be mapped: the one place drift asks a suggester.
+"""Whether a new source column would be mapped: the one place drift asks the suggester.
 
-A single replaceable function on purpose: a full suggestion scorer can take its place without
-anything else in fabric_core.drift changing.
+Drift runs inside the sync's transaction, so it uses the suggestion score's evidence that
+reads no source (names, comments, types, table context, foreign keys), not value samples.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabric_core.models import CatalogColumn, ColumnMapping, UnifiedColumn
-
-_SEPARATORS = re.compile(r"[^0-9a-z]+")
-
-
-def normalized_name(name: str) -> str:
-    """``Customer-Name``, ``customer_name`` and ``CustomerName`` all as ``customername``
-    (accents dropped too)."""
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return _SEPARATORS.sub("", plain.casefold())
+from fabric_core.models import CatalogColumn, DismissedSuggestion, UnifiedColumn
+from fabric_core.suggestions.inventory import columns_by_id
+from fabric_core.suggestions.references import all_references
+from fabric_core.suggestions.scoring import ACCEPT, Reference, cheap_score
 
 
 def would_map(session: Session, column: CatalogColumn) -> UnifiedColumn | None:
-    """The unified column ``column`` would be mapped to: the one whose name, or the name of a
-    column already mapped to it, equals the column's name once normalized; None when no
-    unified column (or more than one) fits."""
-    wanted = normalized_name(column.name)
-    if not wanted:
+    """The unified column that suggestions would propose for ``column`` with a score of
+    0.5 or more (the best one), leaving out those it was dismissed for; None when none."""
+    found = columns_by_id(session, [column.id])
+    if not found:
         return None
-    found = {
-        unified_id
-        for unified_id, mapped_column_id in _name_index(session).get(wanted, ())
-        if mapped_column_id != column.id
-    }
-    return session.get(UnifiedColumn, found.pop()) if len(found) == 1 else None
+    candidate = found[0]
+    dismissed = set(
+        session.scalars(
+            select(DismissedSuggestion.unified_column_id).where(
+                DismissedSuggestion.column_id == column.id
+            )
+        )
+    )
+    best: tuple[float, UnifiedColumn] | None = None
+    for unified, reference in _references(session):
+        if unified.id in dismissed or any(c.id == column.id for c in reference.mapped):
+            continue
+        scored = cheap_score(candidate, reference)
+        if scored.score >= ACCEPT and (best is None or scored.logit > best[0]):
+            best = (scored.logit, unified)
+    return best[1] if best else None
 
 
-_INDEX_KEY = "fabric.drift.name_index"
+_REFERENCES_KEY = "fabric.drift.references"
 
 
 def forget_names(session: Session) -> None:
-    """Drop the names cached in ``session`` (call when mappings may have changed)."""
-    session.info.pop(_INDEX_KEY, None)
+    """Drop the references cached in ``session`` (call when mappings may have changed)."""
+    session.info.pop(_REFERENCES_KEY, None)
 
 
-def _name_index(session: Session) -> dict[str, set[tuple[int, int | None]]]:
-    """Normalized name -> (unified column id, mapped column id or None), built once per
-    session: a sync asks about each of its new columns."""
-    index = session.info.get(_INDEX_KEY)
-    if index is not None:
-        return index
-    index = {}
-    # Whole rows: they stay in the session's identity map, so would_map's session.get of the
-    # one it found costs no query.
-    for unified in session.scalars(select(UnifiedColumn)):
-        index.setdefault(normalized_name(unified.name), set()).add((unified.id, None))
-    mapped = session.execute(
-        select(ColumnMapping.unified_column_id, CatalogColumn.id, CatalogColumn.name).join(
-            CatalogColumn, CatalogColumn.id == ColumnMapping.column_id
-        )
-    )
-    for unified_id, column_id, name in mapped:
-        index.setdefault(normalized_name(name), set()).add((unified_id, column_id))
-    session.info[_INDEX_KEY] = index
-    return index
+def _references(session: Session) -> list[tuple[UnifiedColumn, Reference]]:
+    """Built once per session: a sync asks about each of its new columns."""
+    references = session.info.get(_REFERENCES_KEY)
+    if references is None:
+        references = session.info[_REFERENCES_KEY] = all_references(session)
+    return references

@@ -12,7 +12,7 @@ from fabric_core.models import CatalogColumn, ColumnMapping, DismissedSuggestion
 from fabric_core.paging import Page, Paged
 from fabric_core.schemas import ColumnMappingCreate, ColumnMappingPublic
 from fabric_core.suggestions.inventory import ColumnInfo, columns_by_id, unmapped_columns
-from fabric_core.suggestions.names import concepts
+from fabric_core.suggestions.references import reference_of
 from fabric_core.suggestions.samples import Sampler
 from fabric_core.suggestions.scoring import (
     PLAUSIBLE,
@@ -36,13 +36,7 @@ def _reference(session: Session, unified_column_id: int) -> Reference:
             )
         )
     )
-    return Reference(
-        label=unified.name,
-        tokens=concepts(unified.name),
-        logical_type=unified.logical_type,
-        description_tokens=concepts(unified.description or ""),
-        mapped=tuple(columns_by_id(session, mapped_ids)),
-    )
+    return reference_of(unified, columns_by_id(session, mapped_ids))
 
 
 def suggest_columns(

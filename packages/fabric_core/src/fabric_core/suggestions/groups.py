@@ -15,6 +15,7 @@ from fabric_core.suggestions.inventory import ColumnInfo, live_columns
 from fabric_core.suggestions.names import GENERIC, safe_name
 from fabric_core.suggestions.samples import Sampler
 from fabric_core.suggestions.scoring import (
+    ACCEPT,
     PLAUSIBLE,
     Reference,
     Scored,
@@ -25,7 +26,6 @@ from fabric_core.suggestions.scoring import (
 MIN_TABLES, MAX_TABLES = 2, 50
 MAX_PAIRS_SAMPLED = 400
 MAX_COLUMNS_SAMPLED = 200
-ACCEPT = 0.5
 
 
 def check_table_ids(session: Session, table_ids: list[int]) -> list[int]:

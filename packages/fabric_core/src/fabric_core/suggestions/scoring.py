@@ -28,6 +28,8 @@ SHAPE_NEUTRAL = 0.6  # a shape similarity below this counts against
 YEAR_GAP = -2.0
 EXPECTED_MET = 0.6
 EXPECTED_MISSED = -2.5
+# A score of this or more means "accept this".
+ACCEPT = 0.5
 # Below this cheap (name, type, context) score a column is not worth reading values of.
 PLAUSIBLE = -2.5
 
