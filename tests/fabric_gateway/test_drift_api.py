@@ -206,6 +206,21 @@ def test_a_dropped_mapped_column_breaks_the_dataset_until_it_is_back(api, catalo
     assert listed["people"]["needs_attention"] is True
 
     body = _people(catalog["pg"], catalog["my"], catalog["lite"])
+    # The dry run warns of what the build would refuse; one not reading the table does not.
+    planned = api.post("/api/datasets/unified/plan", json=body)
+    assert planned.status_code == 200, planned.text
+    assert planned.json()["drift"] == [
+        {
+            "severity": "breaking",
+            "kind": "column_removed",
+            "column_id": email_id,
+            "column": "crm.customers.email",
+            "message": item["message"],
+            "datasets": ["people"],
+        }
+    ]
+    billing_plan = {**body, "name": "billing_plan", "selected_tables": body["selected_tables"][2:]}
+    assert api.post("/api/datasets/unified/plan", json=billing_plan).json()["drift"] == []
     refused = api.post("/api/datasets/unified", json=body)
     assert refused.status_code == 409, refused.text
     assert refused.json()["attention_reasons"] == [item["message"]]

@@ -25,7 +25,13 @@ from fabric_core.datasets.build import (
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.service import finish_deletions
 from fabric_core.datasets.storage import Storage
-from fabric_core.errors import ConflictError, InvalidInputError, JobCancelledError
+from fabric_core.drift.datasets import request_attention
+from fabric_core.errors import (
+    ConflictError,
+    DriftRefusedError,
+    InvalidInputError,
+    JobCancelledError,
+)
 from fabric_core.job_kinds import DATASET
 from fabric_core.job_runner import JobContext
 from fabric_core.jobs import create_job
@@ -59,10 +65,23 @@ def queue_dataset(
     *,
     orchestrator: str,
     retry_policy: dict[str, Any] | None = None,
+    allow_drift: bool = False,
 ) -> tuple[Job, DatasetPlan]:
     """Check the request against the catalog and queue ``dataset_{name}_{unix_ts}``
-    (``retry_policy``: see fabric_core.retry.policy_for; None: the settings' at run time)."""
+    (``retry_policy``: see fabric_core.retry.policy_for; None: the settings' at run time).
+
+    Raises:
+        InvalidInputError: the request does not fit the catalog (as a plan would say).
+        DriftRefusedError: it reads columns with open breaking drift and ``allow_drift`` is
+            false.
+    """
     plan = plan_dataset(session, request, box)
+    if not allow_drift and (reasons := request_attention(session, request)):
+        raise DriftRefusedError(
+            f"Dataset {request.name!r} reads columns with breaking drift; fix them or build "
+            'with "allow_drift": true.',
+            reasons,
+        )
     # Locked: a DELETE of the same dataset waits for this request, or this one sees it.
     dataset = session.scalar(select(Dataset).where(Dataset.name == request.name).with_for_update())
     if dataset is not None and dataset.status == DELETING:

@@ -25,6 +25,7 @@ fail at once on an error that is not ``retryable`` and retry the others.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
 class FabricError(Exception):
@@ -37,6 +38,10 @@ class FabricError(Exception):
         super().__init__(message)
         self.message = message
 
+    def answer_fields(self) -> dict[str, Any]:
+        """Fields an HTTP answer carries beside ``detail``."""
+        return {}
+
 
 class NotFoundError(FabricError):
     status_code = 404
@@ -44,6 +49,17 @@ class NotFoundError(FabricError):
 
 class ConflictError(FabricError):
     status_code = 409
+
+
+class DriftRefusedError(ConflictError):
+    """A build reading columns with open breaking drift, not allowed to."""
+
+    def __init__(self, message: str, attention_reasons: list[str]) -> None:
+        super().__init__(message)
+        self.attention_reasons = attention_reasons
+
+    def answer_fields(self) -> dict[str, Any]:
+        return {"attention_reasons": self.attention_reasons}
 
 
 class InvalidInputError(FabricError):

@@ -59,7 +59,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if (retry_after := getattr(exc, "retry_after", None)) is not None:
             # When a try may pass (an open circuit's reset time): clients back off that long.
             headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        return JSONResponse(
+            {"detail": exc.message, **exc.answer_fields()},
+            status_code=exc.status_code,
+            headers=headers,
+        )
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -93,7 +93,7 @@ class AppliedValueMap(BaseModel):
 
 
 class DriftWarning(BaseModel):
-    """A catalog change that affects the plan (filled once drift detection lands)."""
+    """An open drift item on a column the build would read (see GET /api/drift)."""
 
     severity: Literal["breaking", "degrading", "info"]
     kind: str
@@ -132,7 +132,8 @@ class DatasetPlanAnswer(BaseModel):
     value_maps: list[AppliedValueMap]
     drift: list[DriftWarning] = Field(
         default_factory=list,
-        description="Catalog drift that affects this plan; empty until drift detection lands.",
+        description="Open drift items on the columns the build would read; a breaking one "
+        'refuses the build unless it says "allow_drift": true.',
     )
     estimated_rows: int = Field(description="The sum of the sources' row estimates (known ones).")
     estimated_processing_time: str = Field(

@@ -28,6 +28,7 @@ from fabric_core.datasets.answers import (
     AppliedValueMap,
     CastThatCanFail,
     DatasetPlanAnswer,
+    DriftWarning,
     ExistingDataset,
     PlannedCast,
     PlannedColumn,
@@ -44,6 +45,7 @@ from fabric_core.datasets.plan import (
     plan_dataset,
 )
 from fabric_core.datasets.types import decimal_scale, polars_dtype, type_label
+from fabric_core.drift.datasets import affected_datasets, request_drift
 from fabric_core.models import Dataset, DatasetVersion
 from fabric_core.schemas import DatasetRequest
 
@@ -142,6 +144,7 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         ],
         casts_that_can_fail=casts,
         value_maps=value_maps,
+        drift=_drift_warnings(session, request),
         estimated_rows=plan.estimated_rows,
         estimated_processing_time=estimate_text(plan.estimated_rows),
         estimated_output_bytes=(
@@ -149,6 +152,23 @@ def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> Datase
         ),
         existing_dataset=_existing(session, plan),
     )
+
+
+def _drift_warnings(session: Session, request: DatasetRequest) -> list[DriftWarning]:
+    """Open drift on the columns the build would read (breaking ones refuse the build unless
+    it allows drift)."""
+    items = request_drift(session, request)
+    return [
+        DriftWarning(
+            severity=item.severity,
+            kind=item.kind,
+            column_id=item.column_id,
+            column=item.column_name,
+            message=item.message,
+            datasets=datasets,
+        )
+        for item, datasets in zip(items, affected_datasets(session, items), strict=True)
+    ]
 
 
 def estimated_output_bytes(plan: DatasetPlan) -> int:

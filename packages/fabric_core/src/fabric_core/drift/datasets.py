@@ -137,6 +137,29 @@ def attention_reasons(session: Session, definitions: Sequence[dict[str, Any]]) -
     """For each definition (a stored dataset's or a build request's, of a new dataset too),
     the messages of the open breaking items on columns it reads; empty: none. A few queries
     whatever the number of definitions."""
+    return [
+        [item.message for item in items]
+        for items in _open_items_read(session, definitions, severities=("breaking",))
+    ]
+
+
+def request_attention(session: Session, request: DatasetRequest) -> list[str]:
+    """Why a build request would read columns with breaking drift (a new dataset's too)."""
+    [reasons] = attention_reasons(session, [request.model_dump()])
+    return reasons
+
+
+def request_drift(session: Session, request: DatasetRequest) -> list[DriftItem]:
+    """The open drift items, of every severity, on columns a build request would read."""
+    [items] = _open_items_read(
+        session, [request.model_dump()], severities=("breaking", "degrading", "info")
+    )
+    return items
+
+
+def _open_items_read(
+    session: Session, definitions: Sequence[dict[str, Any]], *, severities: Sequence[str]
+) -> list[list[DriftItem]]:
     prints = footprints(session, [definition or {} for definition in definitions])
     tables = sorted({table for footprint in prints for table in footprint.tables})
     # Each item with its column's unified column, in the same query (lists stay at a fixed
@@ -148,7 +171,7 @@ def attention_reasons(session: Session, definitions: Sequence[dict[str, Any]]) -
             .outerjoin(ColumnMapping, ColumnMapping.column_id == DriftItem.column_id)
             .where(
                 DriftItem.resolved_at.is_(None),
-                DriftItem.severity == "breaking",
+                DriftItem.severity.in_(severities),
                 DriftItem.table_id.in_(tables[start : start + 500]),
             )
         ).all()
@@ -157,15 +180,9 @@ def attention_reasons(session: Session, definitions: Sequence[dict[str, Any]]) -
     unified = {item.column_id: u for item, u in found if item.column_id and u is not None}
     return [
         [
-            item.message
+            item
             for item in items
             if footprint.reads(item.table_id, item.column_id, unified.get(item.column_id or 0))
         ]
         for footprint in prints
     ]
-
-
-def request_attention(session: Session, request: DatasetRequest) -> list[str]:
-    """Why a build request would read columns with breaking drift (a new dataset's too)."""
-    [reasons] = attention_reasons(session, [request.model_dump()])
-    return reasons

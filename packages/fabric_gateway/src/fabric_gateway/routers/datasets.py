@@ -9,7 +9,6 @@ from fabric_core.datasets import service
 from fabric_core.datasets.answers import DatasetDiff, DatasetPlanAnswer
 from fabric_core.datasets.diff import diff_versions
 from fabric_core.datasets.dry_run import dry_run
-from fabric_core.drift.datasets import request_attention as drift_refusal
 from fabric_core.job_kinds import DATASET
 from fabric_core.retry import policy_for
 from fabric_core.schemas import (
@@ -24,7 +23,6 @@ from fabric_core.schemas import (
 from fabric_web.common import ReadSessionDep, RuntimeDep, SessionDep
 from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse
 
 from fabric_gateway.audit_log import AuditNoteDep
 from fabric_gateway.auth import EDITOR, VIEWER, PrincipalDep
@@ -41,28 +39,20 @@ def create_unified_dataset(
     orchestrator: OrchestratorDep,
     principal: PrincipalDep,
     note: AuditNoteDep,
-) -> DatasetQueued | JSONResponse:
+) -> DatasetQueued:
     """Queue the build of a unified dataset (a new version if the name exists).
     ``"retry": {"attempts": n}`` sets this job's attempts (1 to 10) instead of
     FABRIC_DATASET_RETRY_ATTEMPTS. A request that reads columns with open breaking drift
     answers 409 with the reasons, unless it says ``"allow_drift": true``."""
     retry = policy_for(DATASET.name, runtime.settings, body.retry)
     request = body.dataset_request()
-    if not body.allow_drift and (reasons := drift_refusal(session, request)):
-        return JSONResponse(
-            {
-                "detail": f"Dataset {body.name!r} reads columns with breaking drift; fix them "
-                'or build with "allow_drift": true.',
-                "attention_reasons": reasons,
-            },
-            status_code=409,
-        )
     job, plan = queue_dataset(
         session,
         request,
         runtime.box,
         orchestrator=orchestrator.name,
         retry_policy=retry,
+        allow_drift=body.allow_drift,
     )
     record_requester(job, principal)
     note.object_id = job.id
