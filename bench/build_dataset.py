@@ -72,7 +72,6 @@ S3_KEY = "fabric-bench"
 S3_SECRET = "fabric-bench-secret"
 STORAGE_PREFIX = "fabric"
 PEER_PREFIX = "peer"
-BATCH_ROWS = 100_000
 SYNC_TIMEOUT = 10
 WEED_START_SECONDS = 90
 
@@ -253,7 +252,6 @@ def fabric_settings(home: Path, server: SeaweedFS):
         s3_endpoint_url=server.endpoint_url,
         s3_access_key_id=S3_KEY,
         s3_secret_access_key=S3_SECRET,
-        dataset_batch_rows=BATCH_ROWS,
     )
 
 
