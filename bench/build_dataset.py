@@ -36,6 +36,17 @@ What it does:
    against the goals (verdicts only: the exit status is 0 unless something errored).
 6. Drops the database, deletes the S3 data, stops SeaweedFS (exactly its process group) and
    removes the temporary folder; ``--keep`` keeps the database and the folder.
+
+``--mode service`` measures the path users take instead: the gateway, the sync service and the
+dataset service started as ``fabric up`` starts them (``bench/build_stack.py``), the source
+registered and synced through the gateway twice (``bench_plain`` without mappings,
+``bench_mapped`` with the mappings above), builds posted to ``POST /api/datasets/unified`` and
+polled to their end, and the dataset service's own ``VmHWM`` as peak RSS. ``--large-rows``
+adds a larger table (flat memory, linear time), ``--concurrent 2`` two builds at once, and
+``--database`` reuses a bench database (tables ``t_<rows>``, made where missing)::
+
+    uv run python bench/build_dataset.py --mode service --database fabric_bench_rows \
+        --rows 5000000 --large-rows 25000000 --concurrent 2 --runs 3
 """
 
 from __future__ import annotations
