@@ -30,9 +30,9 @@ from fabric_core.launcher import (
     start_services,
 )
 from fabric_core.migrate import upgrade_database
+from fabric_core.schemas import TERMINAL_STATUSES
 from fabric_core.settings import Settings
 
-TERMINAL = {"success", "failed", "cancelled"}
 # As a client would poll; the end of a job is its own ``finished_at``, not when a poll saw it,
 # so polling more often would only add load to the gateway the build shares the cores with.
 POLL_SECONDS = 0.5
@@ -77,7 +77,7 @@ class Stack:
                 if job_id in ended:
                     continue
                 job = self.get(f"/api/jobs/{job_id}")
-                if job["status"] in TERMINAL:
+                if job["status"] in TERMINAL_STATUSES:
                     ended[job_id] = (job, _ended_at(job))
             if len(ended) < len(job_ids):
                 if exited := self.services.exited():
