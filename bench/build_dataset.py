@@ -1164,6 +1164,12 @@ def service_report(args: argparse.Namespace, figures: dict[str, Any]) -> list[st
             f"  {_verdict(pair_time <= SERVICE_GOAL_PAIR_TIME)}  {args.concurrent} at once: time"
             f" <= {SERVICE_GOAL_PAIR_TIME:g}x one build's ({pair_time:.2f}x)",
         ]
+    builds = [v for run in runs for v in run.values() if isinstance(v, dict) and "peak_reset" in v]
+    if not all(build["peak_reset"] for build in builds):
+        lines.append(
+            "NOTE: the kernel refused to reset VmHWM (clear_refs): a build's peak RSS also covers"
+            " the builds before it in the same process"
+        )
     heading = "goals" + ("" if rows == 5_000_000 else " (stated for 5M rows)")
     return [*lines, "", heading, *goals]
 
