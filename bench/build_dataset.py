@@ -36,6 +36,17 @@ What it does:
    against the goals (verdicts only: the exit status is 0 unless something errored).
 6. Drops the database, deletes the S3 data, stops SeaweedFS (exactly its process group) and
    removes the temporary folder; ``--keep`` keeps the database and the folder.
+
+``--mode service`` measures the path users take instead: the gateway, the sync service and the
+dataset service started as ``fabric up`` starts them (``bench/build_stack.py``), the source
+registered and synced through the gateway twice (``bench_plain`` without mappings,
+``bench_mapped`` with the mappings above), builds posted to ``POST /api/datasets/unified`` and
+polled to their end, and the dataset service's own ``VmHWM`` as peak RSS. ``--large-rows``
+adds a larger table (flat memory, linear time), ``--concurrent 2`` two builds at once, and
+``--database`` reuses a bench database (tables ``t_<rows>``, made where missing)::
+
+    uv run python bench/build_dataset.py --mode service --database fabric_bench_rows \
+        --rows 5000000 --large-rows 25000000 --concurrent 2 --runs 3
 """
 
 from __future__ import annotations
@@ -72,7 +83,6 @@ S3_KEY = "fabric-bench"
 S3_SECRET = "fabric-bench-secret"
 STORAGE_PREFIX = "fabric"
 PEER_PREFIX = "peer"
-BATCH_ROWS = 100_000
 SYNC_TIMEOUT = 10
 WEED_START_SECONDS = 90
 
@@ -253,7 +263,6 @@ def fabric_settings(home: Path, server: SeaweedFS):
         s3_endpoint_url=server.endpoint_url,
         s3_access_key_id=S3_KEY,
         s3_secret_access_key=S3_SECRET,
-        dataset_batch_rows=BATCH_ROWS,
     )
 
 
@@ -731,14 +740,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the database and the temporary folder"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
+    parser.add_argument(
+        "--mode",
+        choices=("inprocess", "service"),
+        default="inprocess",
+        help="inprocess: run_job in a child process (default); service: the gateway and the"
+        " services started as `fabric up` starts them, builds requested over HTTP",
+    )
+    service = parser.add_argument_group("service mode")
+    service.add_argument(
+        "--large-rows",
+        type=int,
+        default=0,
+        help="also build a table of this many rows each run (e.g. 25000000), to check peak RSS"
+        " flat and time linear against --rows",
+    )
+    service.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N builds of the --rows table at once each run (the pool has 2 slots)",
+    )
+    service.add_argument(
+        "--database",
+        help="source database to reuse (tables t_<rows> made where missing, never dropped);"
+        " default: a throw-away one",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1 or args.runs < 1 or args.rss_rows < 0:
         parser.error("--rows and --runs must be at least 1, --rss-rows at least 0")
+    if args.large_rows < 0 or args.concurrent < 0:
+        parser.error("--large-rows and --concurrent must be at least 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.mode == "service":
+        return service_main(args)
     from fabric_core.runtime import create_runtime
 
     database = f"fabric_bench_ds_{secrets.token_hex(4)}"
@@ -797,6 +837,402 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print()
     print("\n".join(report(args, figures)))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+# --- Service path: the processes `fabric up` starts, driven over HTTP --------------------------
+
+# Goals of the service path (issue: "Scale", dataset build).
+SERVICE_GOAL_COPY_RATIO = 0.7  # end to end >= 70% of COPY binary's rows/s
+SERVICE_GOAL_PEER_RATIO = 0.95  # "on par with or ahead of" the DuckDB peer, in the median
+SERVICE_GOAL_PEAK_RSS_MB = 500.0  # dataset service VmHWM at 5M rows
+SERVICE_GOAL_FLAT = 1.10  # peak RSS at --large-rows within 10% of the one at --rows
+SERVICE_GOAL_LINEAR = 0.90  # rows/s at --large-rows at least 90% of the one at --rows
+SERVICE_GOAL_PAIR_RSS = 2.0  # two builds at once: peak RSS under 2x one build's
+SERVICE_GOAL_PAIR_TIME = 2.2  # ... and at most 2.2x one build's time
+SERVICE_BUILD_TIMEOUT = 1800
+VARIANTS = ("plain", "mapped")  # no mappings; 3 mapped columns plus a value map
+
+
+def table_for(rows: int) -> str:
+    return f"t_{rows}"
+
+
+def ensure_source_tables(database: str, tables: dict[str, int]) -> tuple[bool, dict[str, Any]]:
+    """``database`` with one table per ``{table: rows}``, made only where missing (a kept
+    bench database is reused across invocations); whether the database was created here."""
+    with _admin_connect() as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+        created = exists.fetchone() is None
+        if created:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    definition = sql.SQL(", ").join(sql.SQL(f"{c} {t}") for c, t, _ in COLUMNS)
+    values = sql.SQL(", ").join(sql.SQL(e) for _, _, e in COLUMNS)
+    with _connect(database, autocommit=True) as conn:
+        for table, rows in tables.items():
+            ident = sql.Identifier(table)
+            found = conn.execute("SELECT to_regclass(%s)", [f"public.{table}"]).fetchone()[0]
+            if found is not None:
+                count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
+                if count[0] == rows:
+                    continue
+                raise RuntimeError(f"{database}.{table} has {count[0]:,} rows, not {rows:,}")
+            print(f"  creating {database}.{table} ({rows:,} rows) ...", flush=True)
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident, definition))
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) AS s(i)").format(
+                    ident, values, sql.Literal(rows)
+                )
+            )
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(ident))
+        sizes = {
+            table: conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)", [f"public.{table}"]
+            ).fetchone()[0]
+            for table in tables
+        }
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    return created, {"table_bytes": sizes, "server_version": version}
+
+
+def set_up_through_gateway(stack, database: str, tables: list[str]) -> dict[str, dict[str, int]]:
+    """Two connections to the source, registered and synced through the gateway: ``plain``
+    with no mappings, ``mapped`` with 3 mapped columns and a value map on ``status``.
+    Returns the catalog table ids by variant and table name."""
+    ids: dict[str, dict[str, int]] = {}
+    for variant in VARIANTS:
+        connection = stack.post(
+            "/api/data-connections",
+            {
+                "name": f"bench_{variant}",
+                "kind": "postgresql",
+                "host": PG_HOST,
+                "port": PG_PORT,
+                "database": database,
+                "username": PG_USER,
+                "options": {"include_schemas": ["public"]},
+            },
+        )
+        queued = stack.post(f"/api/data-connections/{connection['id']}/sync", {})
+        (job, _), *_ = stack.wait_for_jobs([queued["dag_run_id"]], timeout=120).values()
+        if job["status"] != "success":
+            raise RuntimeError(f"sync of bench_{variant}: {job['status']}: {job['error']}")
+        listed = stack.get(f"/api/data-connections/{connection['id']}/tables", limit=1000)
+        ids[variant] = {t["name"]: t["id"] for t in listed if t["name"] in tables}
+        if set(ids[variant]) != set(tables):
+            raise RuntimeError(f"bench_{variant}: tables {sorted(ids[variant])}, not {tables}")
+    unified = {
+        source: stack.post("/api/unified-columns", {"name": name, "logical_type": logical})["id"]
+        for source, (name, logical) in UNIFIED.items()
+    }
+    for table_id in ids["mapped"].values():
+        columns = {c["name"]: c["id"] for c in stack.get(f"/api/tables/{table_id}")["columns"]}
+        for source, unified_id in unified.items():
+            stack.post(
+                "/api/column-mappings",
+                {"column_id": columns[source], "unified_column_id": unified_id},
+            )
+        stack.post(
+            "/api/value-mappings",
+            {
+                "column_id": columns["status"],
+                "mappings": [
+                    {"source_value": str(k), "target_value": v} for k, v in STATUS_LABELS.items()
+                ],
+            },
+        )
+    return ids
+
+
+def service_builds(stack, server: SeaweedFS, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """POST the builds at once through the gateway and poll them to their end: wall time from
+    the first request to the last job's ``finished_at``, and the dataset service's peak RSS
+    over them."""
+    from build_stack import read_status_kb, reset_peak_rss
+
+    pid = stack.dataset_pid
+    reset = reset_peak_rss(pid)
+    rss_before = read_status_kb(pid, "VmRSS") / 1024
+    started = time.time()  # the jobs' finished_at is wall-clock time
+    job_ids = [stack.post("/api/datasets/unified", body)["dag_run_id"] for body in requests]
+    ended = stack.wait_for_jobs(job_ids, timeout=SERVICE_BUILD_TIMEOUT)
+    seconds = max(end for _, end in ended.values()) - started
+    peak = read_status_kb(pid, "VmHWM") / 1024
+    stats = []
+    for job_id, (job, _) in ended.items():
+        if job["status"] != "success":
+            raise RuntimeError(f"build {job_id}: {job['status']}: {job['error']}")
+        stats.append(job["stats"])
+        location = job["stats"]["location"].removeprefix("s3://")
+        job["stats"]["output_bytes"] = server.filesystem().du(location)
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "rss_before_mb": rss_before,
+        "peak_reset": reset,
+        "stats": stats,
+        "rows": sum(s["rows_written"] for s in stats),
+    }
+
+
+def remove_built(server: SeaweedFS, build: dict[str, Any]) -> None:
+    for stats in build["stats"]:
+        remove_s3_tree(server, stats["location"].removeprefix("s3://"))
+
+
+def service_run(
+    index: int, args: argparse.Namespace, ctx: dict[str, Any], server: SeaweedFS, stack
+) -> dict[str, Any]:
+    database = ctx["database"]
+    run: dict[str, Any] = {"run": index, "load_before": os.getloadavg()[0]}
+    sizes = [args.rows] + ([args.large_rows] if args.large_rows else [])
+    for rows in sizes:
+        table = table_for(rows)
+        print(f"run {index}: COPY reference of {table} ...", flush=True)
+        copy = in_child(copy_reference, database, table)
+        run[f"copy_{rows}"] = {**copy, "rows_per_second": rows / copy["seconds"]}
+    print(f"run {index}: DuckDB peer ({ctx['peer_kind']}) ...", flush=True)
+    table = table_for(args.rows)
+    if ctx["peer_kind"] == "s3":
+        target = f"s3://{BUCKET}/{PEER_PREFIX}/run{index}/x.parquet"
+    else:
+        target = str(Path(ctx["tmp"]) / "peer" / f"run{index}.parquet")
+        Path(target).parent.mkdir(exist_ok=True)
+    peer = in_child(duckdb_peer, database, table, {"s3_port": server.s3_port}, target)
+    if peer["rows"] != args.rows:
+        raise RuntimeError(f"DuckDB peer wrote {peer['rows']} rows, expected {args.rows}")
+    run["peer"] = {**peer, "rows_per_second": args.rows / peer["seconds"]}
+    if ctx["peer_kind"] == "s3":
+        remove_s3_tree(server, f"{BUCKET}/{PEER_PREFIX}")
+    else:
+        Path(target).unlink()
+
+    def request(variant: str, rows: int, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "selection_mode": "tables",
+            "selected_tables": [ctx["table_ids"][variant][table_for(rows)]],
+            "storage_type": "copy_to_minio",
+        }
+
+    builds = [(variant, args.rows) for variant in VARIANTS]
+    if args.large_rows:
+        builds.append(("mapped", args.large_rows))
+    for variant, rows in builds:
+        key = f"{variant}_{rows}"
+        print(f"run {index}: build {variant} of {rows:,} rows through the gateway ...", flush=True)
+        build = service_builds(stack, server, [request(variant, rows, f"b_{key}_{index}")])
+        if build["rows"] != rows:
+            raise RuntimeError(f"{key}: {build['rows']} rows written, expected {rows}")
+        if variant == "mapped" and "output" not in ctx:
+            ctx["output"] = check_output(server, build["stats"][0]["location"], rows)
+        remove_built(server, build)
+        run[key] = {**build, "rows_per_second": rows / build["seconds"]}
+    if args.concurrent:
+        print(f"run {index}: {args.concurrent} mapped builds at once ...", flush=True)
+        bodies = [
+            request("mapped", args.rows, f"b_pair{n}_{index}") for n in range(args.concurrent)
+        ]
+        build = service_builds(stack, server, bodies)
+        remove_built(server, build)
+        run["concurrent"] = build
+    run["load_after"] = os.getloadavg()[0]
+    print(f"run {index}: " + service_run_line(args, run), flush=True)
+    return run
+
+
+def service_run_line(args: argparse.Namespace, run: dict[str, Any]) -> str:
+    copy = run[f"copy_{args.rows}"]
+    parts = [
+        f"COPY {copy['rows_per_second']:,.0f} rows/s ({copy['seconds']:.2f} s)",
+        f"peer {run['peer']['rows_per_second']:,.0f} rows/s ({run['peer']['seconds']:.2f} s)",
+    ]
+    for variant in VARIANTS:
+        build = run[f"{variant}_{args.rows}"]
+        parts.append(
+            f"{variant} {build['rows_per_second']:,.0f} rows/s ({build['seconds']:.2f} s,"
+            f" {build['peak_rss_mb']:.0f} MB)"
+        )
+    if args.large_rows:
+        build = run[f"mapped_{args.large_rows}"]
+        large_copy = run[f"copy_{args.large_rows}"]
+        parts.append(
+            f"{args.large_rows / 1e6:g}M: COPY {large_copy['seconds']:.2f} s, mapped"
+            f" {build['rows_per_second']:,.0f} rows/s ({build['seconds']:.2f} s,"
+            f" {build['peak_rss_mb']:.0f} MB)"
+        )
+    if "concurrent" in run:
+        pair = run["concurrent"]
+        parts.append(
+            f"{args.concurrent} at once {pair['seconds']:.2f} s, {pair['peak_rss_mb']:.0f} MB"
+        )
+    return " | ".join(parts) + f" | load {run['load_before']:.1f} -> {run['load_after']:.1f}"
+
+
+def service_report(args: argparse.Namespace, figures: dict[str, Any]) -> list[str]:
+    from build_stack import POLL_SECONDS
+
+    runs, rows = figures["runs"], args.rows
+    copy_key = f"copy_{rows}"
+    lines = [
+        f"source            {figures['database']}"
+        f" (PostgreSQL {figures['source']['server_version']}),"
+        f" {len(COLUMNS)} columns; table sizes (MB):"
+        f" { ({t: round(b / 2**20) for t, b in figures['source']['table_bytes'].items()}) }",
+        f"output columns    {json.dumps(figures['output']['columns'])}",
+        f"Fabric code       {figures['code']}",
+        f"path              gateway -> dataset service (processes as `fabric up` starts them),"
+        " S3 on SeaweedFS; time = from the POST to the job's finished_at (polled every"
+        f" {POLL_SECONDS:g} s)",
+        f"runs              {len(runs)} (medians; ratios are medians of per-run ratios)",
+        "",
+        *(f"run {run['run']}: " + service_run_line(args, run) for run in runs),
+        "",
+        f"COPY binary       {_median(runs, copy_key, 'rows_per_second'):,.0f} rows/s"
+        f" ({_median(runs, copy_key, 'seconds'):.2f} s)",
+        f"DuckDB peer       {_median(runs, 'peer', 'rows_per_second'):,.0f} rows/s"
+        f" ({_median(runs, 'peer', 'seconds'):.2f} s, its own RSS"
+        f" {_median(runs, 'peer', 'peak_rss_mb'):.0f} MB)"
+        + ("" if figures["peer_kind"] == "s3" else " LOCAL FILE (no httpfs)"),
+    ]
+    goals: list[str] = []
+    for variant in VARIANTS:
+        key = f"{variant}_{rows}"
+        for run in runs:
+            speed = run[key]["rows_per_second"]
+            run[f"{variant}_vs_copy"] = speed / run[copy_key]["rows_per_second"]
+            run[f"{variant}_vs_peer"] = speed / run["peer"]["rows_per_second"]
+        vs_copy, vs_peer = _median(runs, f"{variant}_vs_copy"), _median(runs, f"{variant}_vs_peer")
+        rss = _median(runs, key, "peak_rss_mb")
+        lines.append(
+            f"Fabric {variant:6}     {_median(runs, key, 'rows_per_second'):,.0f} rows/s"
+            f" ({_median(runs, key, 'seconds'):.2f} s), peak RSS {rss:.0f} MB"
+            f" (RSS before {_median(runs, key, 'rss_before_mb'):.0f} MB),"
+            f" {vs_copy:.2f}x COPY, {vs_peer:.2f}x peer"
+        )
+        goals += [
+            f"  {_verdict(vs_copy >= SERVICE_GOAL_COPY_RATIO)}  {variant}: >= "
+            f"{SERVICE_GOAL_COPY_RATIO}x COPY binary ({vs_copy:.2f}x)",
+            f"  {_verdict(vs_peer >= SERVICE_GOAL_PEER_RATIO)}  {variant}: on par with the DuckDB"
+            f" peer, >= {SERVICE_GOAL_PEER_RATIO}x ({vs_peer:.2f}x)",
+            f"  {_verdict(rss < SERVICE_GOAL_PEAK_RSS_MB)}  {variant}: dataset service peak RSS"
+            f" < {SERVICE_GOAL_PEAK_RSS_MB:g} MB at {rows / 1e6:g}M rows ({rss:.0f} MB)",
+        ]
+    if args.large_rows:
+        large, small = f"mapped_{args.large_rows}", f"mapped_{rows}"
+        large_copy = f"copy_{args.large_rows}"
+        for run in runs:
+            run["rss_growth"] = run[large]["peak_rss_mb"] / run[small]["peak_rss_mb"]
+            run["speed_kept"] = run[large]["rows_per_second"] / run[small]["rows_per_second"]
+            run["copy_speed_kept"] = (
+                run[large_copy]["rows_per_second"] / run[copy_key]["rows_per_second"]
+            )
+        growth, kept = _median(runs, "rss_growth"), _median(runs, "speed_kept")
+        copy_kept = _median(runs, "copy_speed_kept")
+        lines.append(
+            f"Fabric mapped @ {args.large_rows / 1e6:g}M"
+            f" {_median(runs, large, 'rows_per_second'):,.0f} rows/s"
+            f" ({_median(runs, large, 'seconds'):.2f} s), peak RSS"
+            f" {_median(runs, large, 'peak_rss_mb'):.0f} MB; COPY there"
+            f" {_median(runs, large_copy, 'rows_per_second'):,.0f} rows/s"
+            f" ({copy_kept:.2f}x its {rows / 1e6:g}M speed)"
+        )
+        goals += [
+            f"  {_verdict(growth <= SERVICE_GOAL_FLAT)}  peak RSS flat from {rows / 1e6:g}M to"
+            f" {args.large_rows / 1e6:g}M, within {SERVICE_GOAL_FLAT - 1:.0%} ({growth:.2f}x)",
+            f"  {_verdict(kept >= SERVICE_GOAL_LINEAR)}  time linear: rows/s at"
+            f" {args.large_rows / 1e6:g}M >= {SERVICE_GOAL_LINEAR:.0%} of {rows / 1e6:g}M's"
+            f" ({kept:.2f}x; COPY itself kept {copy_kept:.2f}x)",
+        ]
+    if args.concurrent:
+        single = f"mapped_{rows}"
+        for run in runs:
+            run["pair_rss"] = run["concurrent"]["peak_rss_mb"] / run[single]["peak_rss_mb"]
+            run["pair_time"] = run["concurrent"]["seconds"] / run[single]["seconds"]
+        pair_rss, pair_time = _median(runs, "pair_rss"), _median(runs, "pair_time")
+        lines.append(
+            f"{args.concurrent} builds at once  {_median(runs, 'concurrent', 'seconds'):.2f} s,"
+            f" peak RSS {_median(runs, 'concurrent', 'peak_rss_mb'):.0f} MB"
+            f" ({pair_time:.2f}x one build's time, {pair_rss:.2f}x its peak RSS)"
+        )
+        goals += [
+            f"  {_verdict(pair_rss < SERVICE_GOAL_PAIR_RSS)}  {args.concurrent} at once: peak RSS"
+            f" < {SERVICE_GOAL_PAIR_RSS:g}x one build's ({pair_rss:.2f}x)",
+            f"  {_verdict(pair_time <= SERVICE_GOAL_PAIR_TIME)}  {args.concurrent} at once: time"
+            f" <= {SERVICE_GOAL_PAIR_TIME:g}x one build's ({pair_time:.2f}x)",
+        ]
+    builds = [v for run in runs for v in run.values() if isinstance(v, dict) and "peak_reset" in v]
+    if not all(build["peak_reset"] for build in builds):
+        lines.append(
+            "NOTE: the kernel refused to reset VmHWM (clear_refs): a build's peak RSS also covers"
+            " the builds before it in the same process"
+        )
+    heading = "goals" + ("" if rows == 5_000_000 else " (stated for 5M rows)")
+    return [*lines, "", heading, *goals]
+
+
+def service_main(args: argparse.Namespace) -> int:
+    from build_stack import start_stack
+
+    database = args.database or f"fabric_bench_ds_{secrets.token_hex(4)}"
+    tmp = Path(tempfile.mkdtemp(prefix="fabric_bench_svc_"))
+    figures: dict[str, Any] = {
+        "mode": "service",
+        "database": database,
+        "rows": args.rows,
+        "large_rows": args.large_rows,
+        "concurrent": args.concurrent,
+        "code": code_version(),
+        "peer_kind": "s3" if httpfs_available() else "local",
+        "runs": [],
+    }
+    tables = {table_for(args.rows): args.rows}
+    if args.large_rows:
+        tables[table_for(args.large_rows)] = args.large_rows
+    server = None
+    created = False
+    try:
+        print(f"starting SeaweedFS in {tmp / 'seaweedfs'} ...", flush=True)
+        server = start_seaweedfs(tmp / "seaweedfs")
+        print(f"source database {database}: {tables} ...", flush=True)
+        created, figures["source"] = ensure_source_tables(database, tables)
+        settings_update = {
+            "storage_url": f"s3://{BUCKET}/{STORAGE_PREFIX}",
+            "s3_endpoint_url": server.endpoint_url,
+            "s3_access_key_id": S3_KEY,
+            "s3_secret_access_key": S3_SECRET,
+            # A full read of 25M rows is one long statement per scanner range.
+            "source_read_timeout": 900.0,
+        }
+        print("starting gateway, sync and dataset services ...", flush=True)
+        with start_stack(tmp / "stack", settings_update) as stack:
+            ctx = {
+                "database": database,
+                "tmp": str(tmp),
+                "peer_kind": figures["peer_kind"],
+                "table_ids": set_up_through_gateway(stack, database, list(tables)),
+            }
+            for index in range(1, args.runs + 1):
+                figures["runs"].append(service_run(index, args, ctx, server, stack))
+            figures["output"] = ctx["output"]
+    finally:
+        if server is not None:
+            try:
+                remove_s3_tree(server, BUCKET + "/" + STORAGE_PREFIX)
+                remove_s3_tree(server, BUCKET + "/" + PEER_PREFIX)
+            finally:
+                server.stop()
+        if args.keep or args.database:
+            print(f"kept database {database}" + (f" and folder {tmp}" if args.keep else ""))
+        if not args.keep:
+            if created and not args.database:
+                drop_database(database)
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print("\n".join(service_report(args, figures)))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return 0

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from catalog_helpers import register, sync, tables_by_name
 from fabric_core.dataset_jobs import queue_dataset
+from fabric_core.datasets import build
 from fabric_core.datasets.build import write_version
 from fabric_core.datasets.plan import plan_dataset
 from fabric_core.job_kinds import DATASET
@@ -76,6 +77,19 @@ def test_parts_hold_about_part_rows_and_span_sources(runtime, source):
     ]
     assert frame.filter(pl.col("id") == 10)["score"].item() == 2.5
     assert frame.schema["score"] == pl.Float64
+
+
+def test_row_groups_do_not_shrink_with_the_read_batch(runtime, source, monkeypatch):
+    # Small read batches bound memory; the row groups written stay as large as before.
+    monkeypatch.setattr(build, "ROW_GROUP_ROWS", 2000)
+    plan = _plan(runtime, source["big"])
+    result = _write(runtime, plan, runtime.storage.path("groups", "v1"), part_rows=5000)
+
+    groups = [
+        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        for meta in (pq.ParquetFile(path).metadata for path in result.parts)
+    ]
+    assert groups == [[2000, 2000, 1000], [1500]]
 
 
 def test_a_build_of_empty_tables_has_one_part_with_the_schema(runtime, source):

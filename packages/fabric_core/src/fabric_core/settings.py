@@ -163,8 +163,9 @@ class Settings(BaseSettings):
 
     s3_region: str = "us-east-1"
 
-    dataset_batch_rows: int = 100_000
-    """Rows read from a source per batch while building a dataset (bounds memory)."""
+    dataset_batch_rows: int = 50_000
+    """Rows read from a source per batch while building a dataset (bounds memory; Parquet row
+    groups keep at least 100,000 rows whatever this is)."""
 
     dataset_part_rows: int = 2_000_000
     """Rows per Parquet part file."""

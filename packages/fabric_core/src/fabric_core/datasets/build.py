@@ -7,6 +7,7 @@ failed build removes what it wrote and its version record.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +33,14 @@ MANIFEST = "_manifest.json"
 # Level 1 costs about a quarter less CPU than level 3 for files about 2% larger; polars
 # chooses dictionary pages per column from the data (measured: docs/benchmarks.md).
 ZSTD_LEVEL = 1
+# Row groups stay this large whatever the read batch: smaller ones made files larger and the
+# encoding slower (docs/benchmarks.md), while smaller read batches cost nothing and hold less.
+ROW_GROUP_ROWS = 100_000
+# polars' S3 writer fills an upload part of this many bytes before sending it (32 MiB by
+# default, read once per process); 8 MiB parts (S3's minimum is 5) hold less memory at no
+# cost in speed (docs/benchmarks.md, "Dataset builds through the services").
+UPLOAD_PART_BYTES = 8 * 2**20
+os.environ.setdefault("POLARS_UPLOAD_CHUNK_SIZE", str(UPLOAD_PART_BYTES))
 
 
 @dataclass
@@ -240,7 +249,7 @@ def write_version(
             folder,
             plan.schema,
             part_rows=part_rows,
-            row_group_rows=batch_rows,
+            row_group_rows=max(batch_rows, ROW_GROUP_ROWS),
         )
     finally:
         frames.close()
