@@ -38,7 +38,7 @@ What it does:
    removes the temporary folder; ``--keep`` keeps the database and the folder.
 
 ``--mode service`` measures the path users take instead: the gateway, the sync service and the
-dataset service started as ``fabric up`` starts them (``bench/build_stack.py``), the source
+dataset service started as ``fabric up`` starts them (``bench/service_stack.py``), the source
 registered and synced through the gateway twice (``bench_plain`` without mappings,
 ``bench_mapped`` with the mappings above), builds posted to ``POST /api/datasets/unified`` and
 polled to their end, and the dataset service's own ``VmHWM`` as peak RSS. ``--large-rows``
@@ -853,6 +853,9 @@ SERVICE_GOAL_LINEAR = 0.90  # rows/s at --large-rows at least 90% of the one at 
 SERVICE_GOAL_PAIR_RSS = 2.0  # two builds at once: peak RSS under 2x one build's
 SERVICE_GOAL_PAIR_TIME = 2.2  # ... and at most 2.2x one build's time
 SERVICE_BUILD_TIMEOUT = 1800
+# As a client would poll; the end of a job is its own ``finished_at``, not when a poll saw it,
+# so polling more often would only add load to the gateway the build shares the cores with.
+POLL_SECONDS = 0.5
 VARIANTS = ("plain", "mapped")  # no mappings; 3 mapped columns plus a value map
 
 
@@ -917,7 +920,7 @@ def set_up_through_gateway(stack, database: str, tables: list[str]) -> dict[str,
             },
         )
         queued = stack.post(f"/api/data-connections/{connection['id']}/sync", {})
-        (job, _), *_ = stack.wait_for_jobs([queued["dag_run_id"]], timeout=120).values()
+        job = stack.wait_for_job(queued["dag_run_id"], timeout=120, poll_interval=POLL_SECONDS)
         if job["status"] != "success":
             raise RuntimeError(f"sync of bench_{variant}: {job['status']}: {job['error']}")
         listed = stack.get(f"/api/data-connections/{connection['id']}/tables", limit=1000)
@@ -951,16 +954,16 @@ def service_builds(stack, server: SeaweedFS, requests: list[dict[str, Any]]) -> 
     """POST the builds at once through the gateway and poll them to their end: wall time from
     the first request to the last job's ``finished_at``, and the dataset service's peak RSS
     over them."""
-    from build_stack import read_status_kb, reset_peak_rss
+    from service_stack import reset_peak_rss, status_kib
 
-    pid = stack.dataset_pid
+    pid = stack.pid("dataset")
     reset = reset_peak_rss(pid)
-    rss_before = read_status_kb(pid, "VmRSS") / 1024
+    rss_before = status_kib(pid, "VmRSS") / 1024
     started = time.time()  # the jobs' finished_at is wall-clock time
     job_ids = [stack.post("/api/datasets/unified", body)["dag_run_id"] for body in requests]
-    ended = stack.wait_for_jobs(job_ids, timeout=SERVICE_BUILD_TIMEOUT)
+    ended = stack.wait_for_jobs(job_ids, SERVICE_BUILD_TIMEOUT, POLL_SECONDS)
     seconds = max(end for _, end in ended.values()) - started
-    peak = read_status_kb(pid, "VmHWM") / 1024
+    peak = status_kib(pid, "VmHWM") / 1024
     stats = []
     for job_id, (job, _) in ended.items():
         if job["status"] != "success":
@@ -1073,8 +1076,6 @@ def service_run_line(args: argparse.Namespace, run: dict[str, Any]) -> str:
 
 
 def service_report(args: argparse.Namespace, figures: dict[str, Any]) -> list[str]:
-    from build_stack import POLL_SECONDS
-
     runs, rows = figures["runs"], args.rows
     copy_key = f"copy_{rows}"
     lines = [
@@ -1175,7 +1176,7 @@ def service_report(args: argparse.Namespace, figures: dict[str, Any]) -> list[st
 
 
 def service_main(args: argparse.Namespace) -> int:
-    from build_stack import start_stack
+    from service_stack import ServiceStack
 
     database = args.database or f"fabric_bench_ds_{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="fabric_bench_svc_"))
@@ -1208,7 +1209,7 @@ def service_main(args: argparse.Namespace) -> int:
             "source_read_timeout": 900.0,
         }
         print("starting gateway, sync and dataset services ...", flush=True)
-        with start_stack(tmp / "stack", settings_update) as stack:
+        with ServiceStack.start(settings=settings_update) as stack:
             ctx = {
                 "database": database,
                 "tmp": str(tmp),

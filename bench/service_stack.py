@@ -18,32 +18,63 @@ import os
 import secrets
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 from fabric_core.db import create_metadata_engine
-from fabric_core.launcher import ServiceProcesses, free_port, settings_env, start_services
+from fabric_core.launcher import (
+    ServiceProcesses,
+    create_shared_secrets,
+    free_port,
+    settings_env,
+    start_services,
+)
 from fabric_core.migrate import upgrade_database
 from fabric_core.schemas import TERMINAL_STATUSES
 from fabric_core.settings import Settings
 
 
-def vmhwm_kib(pid: int) -> int:
-    """Peak resident set size (``VmHWM``) of process ``pid``, in KiB, from /proc."""
+def status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (``VmHWM``: peak RSS, ``VmRSS``: now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def vmhwm_kib(pid: int) -> int:
+    """Peak resident set size (``VmHWM``) of process ``pid``, in KiB."""
+    return status_kib(pid, "VmHWM")
 
 
 def vmrss_kib(pid: int) -> int:
     """Current resident set size (``VmRSS``) of process ``pid``, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+    return status_kib(pid, "VmRSS")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start ``pid``'s ``VmHWM`` again from its current RSS (``clear_refs`` 5, Linux >= 4.0),
+    so the peak read after a build is that build's. False when the kernel refuses it: the
+    peak then also covers what ran before in the same process."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def ended_at(job: dict[str, Any]) -> float:
+    """When a job ended (``time.time()``): its ``finished_at``, or now if it has none."""
+    if job.get("finished_at"):
+        finished = datetime.fromisoformat(job["finished_at"])
+        if finished.tzinfo is None:  # the metadata DB keeps UTC
+            finished = finished.replace(tzinfo=UTC)
+        return finished.timestamp()
+    return time.time()
 
 
 class ServiceStack:
@@ -97,6 +128,7 @@ class ServiceStack:
             **(settings or {}),
         )
         config.ensure_home()
+        create_shared_secrets(config)
         engine = create_metadata_engine(config.resolved_database_url, statement_timeout=None)
         try:
             upgrade_database(engine)  # what `fabric up` does before it starts the services
@@ -133,19 +165,41 @@ class ServiceStack:
             raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text}")
         return answer.json() if answer.content else None
 
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, json=body)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def log_tail(self, service: str, chars: int = 3000) -> str:
+        path = self.log_dir / f"{service}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
     def wait_for_job(
         self, job_id: str, *, timeout: float = 3600, poll_interval: float = 0.02
     ) -> dict[str, Any]:
         """Poll ``GET /api/jobs/{id}`` until the job has ended; its last status."""
+        [(job, _)] = self.wait_for_jobs([job_id], timeout, poll_interval).values()
+        return job
+
+    def wait_for_jobs(
+        self, job_ids: list[str], timeout: float, poll_interval: float = 0.02
+    ) -> dict[str, tuple[dict[str, Any], float]]:
+        """Poll each job until it ends; its last answer and when it ended (``ended_at``)."""
+        ended: dict[str, tuple[dict[str, Any], float]] = {}
         deadline = time.monotonic() + timeout
         while True:
-            job = self.request("GET", f"/api/jobs/{job_id}")
-            if job["status"] in TERMINAL_STATUSES:
-                return job
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"job {job_id} still {job['status']} after {timeout:g} s")
+            for job_id in job_ids:
+                if job_id not in ended:
+                    job = self.request("GET", f"/api/jobs/{job_id}")
+                    if job["status"] in TERMINAL_STATUSES:
+                        ended[job_id] = (job, ended_at(job))
+            if len(ended) == len(job_ids):
+                return ended
             if exited := self.services.exited():
-                raise RuntimeError(f"{', '.join(exited)} stopped; logs in {self.log_dir}")
+                raise RuntimeError(f"{', '.join(exited)} stopped: {self.log_tail(exited[0])}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jobs {sorted(set(job_ids) - set(ended))} still running")
             time.sleep(poll_interval)
 
     def stop(self) -> None:
