@@ -314,6 +314,58 @@ def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime
     assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
 
 
+def test_new_columns_carry_the_sync_time_exactly_as_the_orm_stores_it(pg_runtime, source_db):
+    """The bulk insert of new columns stores ``created_at``/``updated_at`` in the very form the
+    ORM stores ``last_synced_at``: drift compares the two in SQL, as text on SQLite."""
+    import sqlite3
+
+    from fabric_core.models import CatalogColumn, CatalogTable, Connection
+    from sqlalchemy import select
+
+    connection_id = _register(pg_runtime, source_db)
+    assert sync(pg_runtime, connection_id).columns_added > 0
+
+    with pg_runtime.session_factory() as session:
+        synced_at = session.get(Connection, connection_id).last_synced_at
+        stamps = session.execute(
+            select(CatalogColumn.created_at, CatalogColumn.updated_at)
+            .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+            .where(CatalogTable.connection_id == connection_id)
+        ).all()
+        newer = session.scalar(
+            select(CatalogColumn.id)
+            .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+            .where(
+                CatalogTable.connection_id == connection_id,
+                CatalogColumn.created_at > Connection.last_synced_at,
+                Connection.id == connection_id,
+            )
+            .limit(1)
+        )
+    assert synced_at is not None and stamps
+    assert set(stamps) == {(synced_at, synced_at)}
+    assert newer is None  # compared in SQL, no column was made after the sync that made it
+
+    if pg_runtime.engine.dialect.name != "sqlite":
+        return
+    raw = sqlite3.connect(pg_runtime.engine.url.database)
+    try:
+        ((stored_synced_at, synced_type),) = raw.execute(
+            "SELECT last_synced_at, typeof(last_synced_at) FROM connections WHERE id = ?",
+            (connection_id,),
+        ).fetchall()
+        stored = raw.execute(
+            "SELECT DISTINCT c.created_at, typeof(c.created_at), c.updated_at,"
+            " typeof(c.updated_at) FROM catalog_columns c"
+            " JOIN catalog_tables t ON t.id = c.table_id WHERE t.connection_id = ?",
+            (connection_id,),
+        ).fetchall()
+    finally:
+        raw.close()
+    assert synced_type == "text"
+    assert stored == [(stored_synced_at, "text", stored_synced_at, "text")]
+
+
 def test_resync_reads_only_the_tables_whose_fingerprint_changed(pg_runtime, source_db):
     """A re-sync compares one fingerprint a table (computed by the server the same way the
     first harvest computed it) and reads again only the tables that changed, including one

@@ -15,7 +15,7 @@ from conftest import pg_url
 from fabric_core.db import create_metadata_engine
 from fabric_core.migrate import alembic_config, current_revision, upgrade_database
 from fabric_core.models import Base
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 
 def _downgrade(engine: Engine, revision: str) -> None:
@@ -108,6 +108,28 @@ def test_the_migrations_build_the_models_schema(engine):
     # Only what SQLite cannot tell apart may differ (it keeps no column types' lengths).
     operations = [op for d in differences for op in (d if isinstance(d, list) else [d])]
     assert [op for op in operations if op[0] != "modify_type"] == []
+
+
+def test_every_foreign_key_column_leads_an_index(engine):
+    """A parent row's deletion cascades through its children's foreign key columns, and the
+    queries join and filter on them: each one leads the primary key or an index."""
+    upgrade_database(engine)
+    unindexed = []
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        for table in inspector.get_table_names():
+            leading = {
+                *(index["column_names"][0] for index in inspector.get_indexes(table)),
+                *(unique["column_names"][0] for unique in inspector.get_unique_constraints(table)),
+                *inspector.get_pk_constraint(table)["constrained_columns"][:1],
+            }
+            unindexed += [
+                (table, column)
+                for foreign_key in inspector.get_foreign_keys(table)
+                for column in foreign_key["constrained_columns"][:1]
+                if column not in leading
+            ]
+    assert unindexed == []
 
 
 @pytest.mark.postgres

@@ -344,7 +344,11 @@ class DismissedSuggestion(Base):
     unified_column_id: Mapped[int] = mapped_column(
         ForeignKey("unified_columns.id", ondelete="CASCADE")
     )
-    column_id: Mapped[int] = mapped_column(ForeignKey("catalog_columns.id", ondelete="CASCADE"))
+    # Its own index: the unique one leads with unified_column_id, and a column's deletion
+    # (cascade) and drift's candidates look rows up by column.
+    column_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog_columns.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -390,7 +394,11 @@ class DriftItem(Base):
     connection_id: Mapped[int] = mapped_column(
         ForeignKey("connections.id", ondelete="CASCADE"), index=True
     )
-    table_id: Mapped[int] = mapped_column(ForeignKey("catalog_tables.id", ondelete="CASCADE"))
+    # Indexed: the open items of a sync's tables, of a dataset's tables (GET /api/drift?dataset=,
+    # dataset plans and builds) and a table's deletion (cascade) look items up by table.
+    table_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog_tables.id", ondelete="CASCADE"), index=True
+    )
     column_id: Mapped[int | None] = mapped_column(
         ForeignKey("catalog_columns.id", ondelete="CASCADE"), index=True
     )

@@ -321,10 +321,13 @@ class _Writer:
     def __init__(self, session: Session, clock: _PhaseClock, now: datetime) -> None:
         self.clock = clock
         self.now = now
-        # ``now`` as the driver takes it (on SQLite a string), converted once, not per row.
-        process = CatalogColumn.__table__.c.created_at.type.bind_processor(
-            session.get_bind().dialect
-        )
+        # ``now`` as the driver takes it, converted once, not per row, through the whole type
+        # chain the ORM binds through: UTCDateTime, then the dialect's own DateTime (on SQLite
+        # the text the ORM stores). The generic type's bind_processor skips the dialect's step
+        # and would leave the driver to format the datetime its own way.
+        dialect = session.get_bind().dialect
+        column_type = CatalogColumn.__table__.c.created_at.type.dialect_impl(dialect)
+        process = column_type.bind_processor(dialect)
         self.bound_now = process(now) if process else now
 
 

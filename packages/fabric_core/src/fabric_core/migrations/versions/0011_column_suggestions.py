@@ -37,8 +37,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("unified_column_id", "column_id"),
     )
+    # The unique index leads with unified_column_id: lookups and cascades by column need theirs.
+    op.create_index("ix_dismissed_suggestions_column_id", "dismissed_suggestions", ["column_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dismissed_suggestions_column_id", table_name="dismissed_suggestions")
     op.drop_table("dismissed_suggestions")
     op.drop_table("column_samples")

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_drift_items_connection_id", "drift_items", ["connection_id"])
+    op.create_index("ix_drift_items_table_id", "drift_items", ["table_id"])
     op.create_index("ix_drift_items_column_id", "drift_items", ["column_id"])
     op.create_index("ix_drift_items_resolved_at", "drift_items", ["resolved_at"])
 
@@ -55,5 +56,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_drift_items_resolved_at", table_name="drift_items")
     op.drop_index("ix_drift_items_column_id", table_name="drift_items")
+    op.drop_index("ix_drift_items_table_id", table_name="drift_items")
     op.drop_index("ix_drift_items_connection_id", table_name="drift_items")
     op.drop_table("drift_items")
