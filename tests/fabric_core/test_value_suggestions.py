@@ -1,4 +1,5 @@
-"""suggest_values on its own: what one answer reads from its sources is bounded."""
+"""suggest_values on its own: what one answer reads from its sources is bounded, in values
+and in time."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_values_read_in_all_are_bounded(runtime, tmp_path):
             )
         unified_id = unified.id
 
-    def suggest(max_values: int):
+    def suggest(max_values: int, read_seconds: float = 60.0):
         return suggest_values(
             runtime.read_session_factory,
             unified_id,
@@ -41,6 +42,7 @@ def test_values_read_in_all_are_bounded(runtime, tmp_path):
             runtime.source_policy,
             limit=10,
             max_values=max_values,
+            read_seconds=read_seconds,
         )
 
     whole = suggest(100)
@@ -54,3 +56,10 @@ def test_values_read_in_all_are_bounded(runtime, tmp_path):
     assert {s.column_id for s in bounded.suggestions} == {ids[0], ids[1]}
     assert [s.column_id for s in bounded.skipped_columns] == [ids[2]]
     assert "not read" in bounded.skipped_columns[0].reason
+
+    # Out of time after the first column: the others are named, not read.
+    hurried = suggest(100, read_seconds=0)
+    assert hurried.truncated is True
+    assert {s.column_id for s in hurried.suggestions} == {ids[0]}
+    assert [s.column_id for s in hurried.skipped_columns] == ids[1:]
+    assert all("s of source reads" in s.reason for s in hurried.skipped_columns)

@@ -66,7 +66,7 @@ ROUTE_ROLES = {
     ("GET", "/api/unified-columns/{unified_column_id}"): "viewer",
     ("PATCH", "/api/unified-columns/{unified_column_id}"): "editor",
     ("GET", "/api/unified-columns/{unified_column_id}/value-suggestions"): "editor",
-    ("GET", "/api/unified-columns/{unified_column_id}/suggestions"): "viewer",
+    ("GET", "/api/unified-columns/{unified_column_id}/suggestions"): "editor",
     ("GET", "/api/unified-columns/{unified_column_id}/suggestions/dismissed"): "viewer",
     ("POST", "/api/unified-columns/{unified_column_id}/suggestions/dismissed"): "editor",
     (
@@ -74,7 +74,7 @@ ROUTE_ROLES = {
         "/api/unified-columns/{unified_column_id}/suggestions/dismissed/{column_id}",
     ): "editor",
     ("POST", "/api/unified-columns/{unified_column_id}/suggestions/accept"): "editor",
-    ("GET", "/api/column-suggestions"): "viewer",
+    ("GET", "/api/column-suggestions"): "editor",
     ("GET", "/api/value-mappings"): "viewer",
     ("POST", "/api/value-mappings"): "editor",
     ("DELETE", "/api/value-mappings/{value_mapping_id}"): "editor",

@@ -3,6 +3,7 @@ set (the targets of its value mappings, its declared codes, or a built-in vocabu
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,7 +21,12 @@ from fabric_core.code_suggestions.schemas import (
     ValueSuggestions,
 )
 from fabric_core.crypto import SecretBox
-from fabric_core.errors import InvalidInputError, ServiceUnavailableError, SourceError
+from fabric_core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    SourceError,
+)
 from fabric_core.mapping import get_unified_column
 from fabric_core.models import ColumnMapping, ValueMapping
 from fabric_core.schemas import MAX_CODES, MAX_VALUE_CHARS, ColumnValues, ValuePair
@@ -29,6 +35,9 @@ from fabric_core.source_policy import SourcePolicy
 _IN_CHUNK = 500  # bounded IN lists
 # Distinct values read in all, over every mapped column: what one answer holds in memory.
 MAX_VALUES_READ = 100_000
+# Seconds one answer spends reading its sources: the columns after that are skipped (named),
+# so a request over many slow sources answers instead of running into the client's timeout.
+READ_SECONDS = 60.0
 
 
 @dataclass
@@ -47,27 +56,35 @@ def suggest_values(
     limit: int,
     circuits: CircuitBreaker | None = None,
     max_values: int = MAX_VALUES_READ,
+    read_seconds: float = READ_SECONDS,
 ) -> ValueSuggestions:
     """Read up to ``limit`` distinct values of each mapped source column (each read pushed
-    down to its source, outside any metadata-DB transaction; ``max_values`` in all) and
-    suggest a canonical value for each one not mapped yet."""
+    down to its source, outside any metadata-DB transaction; ``max_values`` in all, the
+    first column always and the others while ``read_seconds`` last) and suggest a canonical
+    value for each one not mapped yet."""
     with session_factory() as session:
         plan = _plan(session, unified_column_id)
     read: list[ColumnValues] = []
     skipped: list[SkippedColumn] = []
     budget = max_values
     left_unread = False
-    for column_id in plan.column_ids:
+    deadline = time.monotonic() + read_seconds
+    for index, column_id in enumerate(plan.column_ids):
+        reason = None
         if budget <= 0:
-            left_unread = True
             reason = f"not read: {max_values} values were read from the columns before it"
+        elif index > 0 and time.monotonic() >= deadline:
+            reason = f"not read: the answer's {read_seconds:g} s of source reads were spent"
+        if reason is not None:
+            left_unread = True
             skipped.append(SkippedColumn(column_id=column_id, reason=reason))
             continue
         try:
             values = column_values(
                 session_factory, column_id, box, policy, limit=min(limit, budget), circuits=circuits
             )
-        except (InvalidInputError, SourceError, ServiceUnavailableError) as exc:
+        except (InvalidInputError, NotFoundError, SourceError, ServiceUnavailableError) as exc:
+            # A column removed by a sync or a connection deleted meanwhile: the rest answers.
             skipped.append(SkippedColumn(column_id=column_id, reason=exc.message))
             continue
         read.append(values)

@@ -38,7 +38,7 @@ def _sampler(runtime: Runtime) -> Sampler:
 @router.get(
     "/unified-columns/{unified_column_id}/suggestions",
     response_model=list[ColumnSuggestion],
-    dependencies=[VIEWER],
+    dependencies=[EDITOR],
 )
 def column_suggestions(
     unified_column_id: int,
@@ -46,7 +46,8 @@ def column_suggestions(
     limit: int = Query(default=10, ge=1, le=100),
 ) -> list[dict]:
     """Catalog columns that likely mean this unified column, best first (a score of 0.5 or
-    more means "accept this"); not those mapped already or dismissed for it."""
+    more means "accept this"); not those mapped already or dismissed for it. For editors:
+    it reads value samples from the sources with the stored credentials."""
     return suggestions.suggest_columns(
         runtime.read_session_factory, _sampler(runtime), unified_column_id, limit=limit
     )
@@ -65,7 +66,7 @@ def _table_ids(raw: list[str]) -> list[int]:
     return ids
 
 
-@router.get("/column-suggestions", response_model=list[ColumnGroup], dependencies=[VIEWER])
+@router.get("/column-suggestions", response_model=list[ColumnGroup], dependencies=[EDITOR])
 def column_groups(
     runtime: RuntimeDep,
     table_ids: list[str] = Query(description="2 to 50 table ids: 1,2,3 or repeated."),
