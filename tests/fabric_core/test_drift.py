@@ -181,3 +181,23 @@ def test_a_columns_dataset_is_affected_only_by_the_columns_it_reads(runtime, map
         [table_reasons] = attention_reasons(session, [whole_table])
     assert reasons == [[item.message], [], [item.message]]
     assert table_reasons == [item.message]
+
+
+def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
+    runtime, mapped, monkeypatch, caplog
+):
+    import fabric_core.drift.impact as impact
+
+    connection_id, path, _columns = mapped
+    monkeypatch.setattr(impact, "NEW_COLUMNS_EVALUATED", 2)
+    _write(
+        path,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, mail TEXT)",
+    )
+    with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
+        sync(runtime, connection_id)
+    # Six new columns (id and mail of three tables): the two lowest ids are scored.
+    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
+    assert "4 new columns not checked" in caplog.text
