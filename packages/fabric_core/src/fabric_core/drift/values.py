@@ -181,8 +181,9 @@ def _record_sample(
         code_column.table_id,
         code_column.column_id,
         code_column.name,
-        f"Code column {code_column.name} holds {len(unmapped)} value(s) without a value "
-        f"mapping: {', '.join(shown[:10])}{' ...' if len(unmapped) > 10 else ''}",
+        # No codes in the message: it reaches viewers (lists, dataset plans, alerts), and
+        # source values are for editors (``details.codes``).
+        f"Code column {code_column.name} holds {len(unmapped)} value(s) without a value mapping.",
         {
             "codes": shown,
             "unmapped": len(unmapped),
