@@ -10,7 +10,14 @@ from catalog_helpers import register, sync, tables_by_name
 from fabric_core.connections import connection_spec, get_connection
 from fabric_core.drift.kinds import castable
 from fabric_core.drift.values import sample_value_drift
-from fabric_core.models import ColumnMapping, DriftItem, OutboxEvent, UnifiedColumn, ValueMapping
+from fabric_core.models import (
+    ColumnMapping,
+    ColumnSample,
+    DriftItem,
+    OutboxEvent,
+    UnifiedColumn,
+    ValueMapping,
+)
 from sqlalchemy import select
 
 
@@ -201,3 +208,28 @@ def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
     # Six new columns (id and mail of three tables): the two lowest ids are scored.
     assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
     assert "4 new columns not checked" in caplog.text
+
+
+def test_value_samples_go_round_the_code_columns_over_syncs(runtime, mapped, monkeypatch):
+    import fabric_core.drift.values as values
+
+    connection_id, path, columns = mapped
+    monkeypatch.setattr(values, "MAX_COLUMNS", 1)
+    with runtime.session_factory.begin() as session:
+        session.add(ValueMapping(column_id=columns["mail"], source_value="a@x", target_value="a"))
+    _write(path, "INSERT INTO customers VALUES (3, 'a@x', 'Z')")
+    # One column per sample: mail (never sampled, lowest id), then status, then mail again.
+    sampled = []
+    for _ in range(3):
+        assert _sample(runtime, connection_id).columns_sampled == 1
+        with runtime.session_factory() as session:
+            sampled.append(
+                session.scalar(
+                    select(ColumnSample.column_id).order_by(ColumnSample.sampled_at.desc()).limit(1)
+                )
+            )
+    assert sampled == [columns["mail"], columns["status"], columns["mail"]]
+    assert sorted(i.column_name for i in _items(runtime) if i.kind == "unmapped_codes") == [
+        "main.customers.mail",
+        "main.customers.status",
+    ]
