@@ -233,3 +233,27 @@ def test_value_samples_go_round_the_code_columns_over_syncs(runtime, mapped, mon
         "main.customers.mail",
         "main.customers.status",
     ]
+
+
+def test_a_cancelled_value_sample_stops_between_columns(runtime, mapped):
+    connection_id, _path, columns = mapped
+    with runtime.session_factory.begin() as session:
+        session.add(ValueMapping(column_id=columns["mail"], source_value="a@x", target_value="a"))
+    with runtime.session_factory() as session:
+        spec = connection_spec(
+            get_connection(session, connection_id), runtime.box, runtime.source_policy
+        )
+    checks = []
+
+    def check_stop() -> None:
+        checks.append(len(checks))
+        if len(checks) > 1:
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        sample_value_drift(
+            runtime.session_factory, connection_id, spec, timeout=5, check_stop=check_stop
+        )
+    # The first column's sample was recorded before the second check stopped the rest.
+    with runtime.session_factory() as session:
+        assert list(session.scalars(select(ColumnSample.column_id))) == [columns["mail"]]

@@ -9,6 +9,7 @@ does not fail the sync: it is logged and kept as an ``info`` item on the column.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -96,14 +97,18 @@ def sample_value_drift(
     circuits: CircuitBreaker | None = None,
     job_id: str | None = None,
     sample_values: int = SAMPLE_VALUES,
+    check_stop: Callable[[], None] | None = None,
 ) -> ValueDriftSummary:
     """Sample each code column of the connection and open, update or resolve its
-    ``unmapped_codes`` item; never raises for a source that fails to answer."""
+    ``unmapped_codes`` item; never raises for a source that fails to answer. ``check_stop``
+    is called before each column (a cancelled job raises there; what is recorded stays)."""
     summary = ValueDriftSummary()
     with session_factory() as session:
         code_columns = _code_columns(session, connection_id)
     connector = get_connector(spec.kind)
     for code_column in code_columns:
+        if check_stop is not None:
+            check_stop()
         try:
             with source_call(circuits, connection_id, spec.secrets):
                 values = connector.distinct_values(
