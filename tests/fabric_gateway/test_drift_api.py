@@ -401,6 +401,7 @@ def test_a_new_column_named_like_a_unified_column_is_info(api, catalog, sources)
         json={"column_id": lead["column_id"]},
     )
     assert dismissed.status_code == 201, dismissed.text
+    assert _drift(api, connection_id=lite_id) == []  # at once, not at the next sync
     _sync(api, lite_id)
     assert _drift(api, connection_id=lite_id) == []
 
