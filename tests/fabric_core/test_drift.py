@@ -257,3 +257,31 @@ def test_a_cancelled_value_sample_stops_between_columns(runtime, mapped):
     # The first column's sample was recorded before the second check stopped the rest.
     with runtime.session_factory() as session:
         assert list(session.scalars(select(ColumnSample.column_id))) == [columns["mail"]]
+
+
+def test_a_new_column_counts_with_its_would_be_unified_column_in_plans_and_lists(runtime, mapped):
+    from fabric_core.drift.datasets import affected_datasets, request_drift
+    from fabric_core.models import Dataset
+    from fabric_core.schemas import DatasetRequest
+
+    connection_id, path, columns = mapped
+    # A columns-mode dataset reading mail (mapped to u_mail, auto-included).
+    definition = {
+        "name": "mails",
+        "selection_mode": "columns",
+        "selected_columns": [columns["mail"]],
+        "auto_include_mapped_columns": True,
+        "storage_type": "virtual",
+    }
+    with runtime.session_factory.begin() as session:
+        session.add(Dataset(name="mails", storage_type="virtual", definition=definition))
+    _write(path, "ALTER TABLE customers ADD COLUMN mail2 TEXT")
+    sync(runtime, connection_id)
+    [item] = [i for i in _items(runtime) if i.kind == "new_column"]
+    assert item.details["unified_column"] == "u_mail"
+    with runtime.session_factory() as session:
+        item = session.merge(item)
+        listed = affected_datasets(session, [item])
+        planned = request_drift(session, DatasetRequest.model_validate(definition))
+    assert listed == [["mails"]]
+    assert [i.id for i in planned] == [item.id]
