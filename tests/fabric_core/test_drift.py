@@ -207,7 +207,7 @@ def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
         sync(runtime, connection_id)
     # Six new columns (id and mail of three tables): the two lowest ids are scored.
     assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
-    assert "4 new columns not checked" in caplog.text
+    assert "4 of 6 new columns not checked" in caplog.text
 
 
 def test_value_samples_go_round_the_code_columns_over_syncs(runtime, mapped, monkeypatch):
@@ -285,3 +285,21 @@ def test_a_new_column_counts_with_its_would_be_unified_column_in_plans_and_lists
         planned = request_drift(session, DatasetRequest.model_validate(definition))
     assert listed == [["mails"]]
     assert [i.id for i in planned] == [item.id]
+
+
+def test_new_column_scoring_stops_at_its_time_budget(runtime, mapped, monkeypatch, caplog):
+    import fabric_core.drift.impact as impact
+
+    connection_id, path, _columns = mapped
+    monkeypatch.setattr(impact, "NEW_COLUMNS_SECONDS", 0.0)
+    monkeypatch.setattr(impact, "_SCORED_AT_ONCE", 2)
+    _write(
+        path,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, mail TEXT)",
+    )
+    with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
+        sync(runtime, connection_id)
+    # Out of time at once: one group of two (a.id, a.mail) is still scored.
+    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
+    assert "2 of 4 new columns not checked" in caplog.text

@@ -9,6 +9,7 @@ change. At most one item is open per column and kind: a repeated finding updates
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# New columns scored per sync at most: scoring runs inside the sync's write transaction
-# (on SQLite the whole database's write lock). The lowest ids first; the rest are logged.
+# New columns scored per sync at most, and the time that scoring may take: it runs inside the
+# sync's write transaction (on SQLite the whole database's write lock), and each new column is
+# scored against every unified column. The lowest ids first; the rest are logged.
 NEW_COLUMNS_EVALUATED = 2000
+NEW_COLUMNS_SECONDS = 5.0
+_SCORED_AT_ONCE = 100  # new columns scored between looks at the clock
 
 
 @dataclass(slots=True)
@@ -252,18 +256,29 @@ def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
     columns = [
         column_info(row) for row in session.execute(new_columns.limit(NEW_COLUMNS_EVALUATED + 1))
     ]
-    if len(columns) > NEW_COLUMNS_EVALUATED:
+    total = len(columns)
+    if total > NEW_COLUMNS_EVALUATED:
         columns = columns[:NEW_COLUMNS_EVALUATED]
-        left = session.scalar(
+        total = session.scalar(
             select(func.count()).select_from(new_columns.order_by(None).subquery())
         )
+    deadline = time.monotonic() + NEW_COLUMNS_SECONDS
+    would_be: dict[int, UnifiedColumn] = {}
+    evaluated = 0
+    while evaluated < len(columns) and (evaluated == 0 or time.monotonic() < deadline):
+        would_be |= would_map_many(session, columns[evaluated : evaluated + _SCORED_AT_ONCE])
+        evaluated = min(len(columns), evaluated + _SCORED_AT_ONCE)
+    columns = columns[:evaluated]
+    if total and total > evaluated:
         log.warning(
-            "Connection %s: %s new columns not checked for new-column drift (at most %s per sync).",
+            "Connection %s: %s of %s new columns not checked for new-column drift (at most "
+            "%s columns and %s s per sync).",
             connection_id,
-            (left or 0) - NEW_COLUMNS_EVALUATED,
+            total - evaluated,
+            total,
             NEW_COLUMNS_EVALUATED,
+            NEW_COLUMNS_SECONDS,
         )
-    would_be = would_map_many(session, columns)
     findings: list[Finding] = []
     for column in columns:
         unified = would_be.get(column.id)
