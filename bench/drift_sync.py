@@ -4,17 +4,20 @@ Run from the workspace root::
 
     uv run python bench/drift_sync.py
     uv run python bench/drift_sync.py --tables 1000 --columns 20 --datasets 50 --repeats 5
+    uv run python bench/drift_sync.py --tables 1000 --new-columns 9 --unified 300 --repeats 1
 
 What it does:
 
 1. Writes two SQLite sources of N tables x C columns: ``v1``, and ``v2`` where in every table
    the mapped column ``c1`` is dropped, the mapped integer ``c2`` became text (does not cast
    to its integer unified column) and a column ``email`` was added (named like a unified
-   column: an info item each).
+   column: an info item each), plus ``--new-columns`` more new columns per table named like
+   nothing (scored, never an item).
 2. For each round, and for drift on and off (off: ``record_sync_drift`` replaced by a no-op,
    what a sync cost before), in a fresh SQLite metadata DB: syncs ``v1``, maps ``c1`` and
    ``c2`` of every table, defines D datasets over the tables, then syncs ``v1`` again (no
-   change) and ``v2`` (3 x N drift items), timing each sync's persist step.
+   change) and ``v2`` (3 x N drift items), timing each sync's persist step. ``--unified``
+   adds that many more unified columns (each new column is scored against every one).
 3. Prints medians, the on/off ratios, and PASS/FAIL against the goals (verdicts only: exit
    status is 0 unless something errored).
 """
@@ -35,7 +38,7 @@ GOAL_NO_CHANGE_RATIO = 1.5
 GOAL_CHANGE_RATIO = 3.0
 
 
-def write_source(path: Path, tables: int, columns: int, changed: bool) -> None:
+def write_source(path: Path, tables: int, columns: int, changed: bool, new_columns: int) -> None:
     with sqlite3.connect(path) as connection:
         for t in range(tables):
             cols = ["id INTEGER PRIMARY KEY"]
@@ -45,11 +48,14 @@ def write_source(path: Path, tables: int, columns: int, changed: bool) -> None:
             cols += [f"c{i} TEXT" for i in range(3, columns)]
             if changed:
                 cols.append("email TEXT")
+                cols += [f"zz{k}_qwx TEXT" for k in range(new_columns)]
             connection.execute(f"CREATE TABLE t{t:05d} ({', '.join(cols)})")
     connection.close()
 
 
-def one_round(work: Path, v1: Path, v2: Path, datasets: int, drift_on: bool) -> dict[str, float]:
+def one_round(
+    work: Path, v1: Path, v2: Path, datasets: int, unified_extra: int, drift_on: bool
+) -> dict[str, float]:
     from fabric_core.catalog import change_events
     from fabric_core.catalog.sync import sync_connection
     from fabric_core.connectors.base import ConnectionSpec
@@ -94,6 +100,15 @@ def one_round(work: Path, v1: Path, v2: Path, datasets: int, drift_on: bool) -> 
                 unified[name] = UnifiedColumn(name=f"u_{name}", logical_type="integer")
                 session.add(unified[name])
             unified["email"].name, unified["email"].logical_type = "email", "string"
+            words = ("amount", "region", "status", "created", "owner", "price", "country")
+            for i in range(unified_extra):
+                session.add(
+                    UnifiedColumn(
+                        name=f"{words[i % len(words)]}_{i}",
+                        logical_type="string",
+                        description=f"The {words[(i + 3) % len(words)]} of a record",
+                    )
+                )
             session.flush()
             for column_id, name in session.execute(
                 select(CatalogColumn.id, CatalogColumn.name).where(
@@ -135,19 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--columns", type=int, default=20)
     parser.add_argument("--datasets", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-columns", type=int, default=0)
+    parser.add_argument("--unified", type=int, default=0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fabric_drift_bench_") as tmp:
         work = Path(tmp)
         v1, v2 = work / "v1.db", work / "v2.db"
-        write_source(v1, args.tables, args.columns, changed=False)
-        write_source(v2, args.tables, args.columns, changed=True)
+        write_source(v1, args.tables, args.columns, changed=False, new_columns=0)
+        write_source(v2, args.tables, args.columns, changed=True, new_columns=args.new_columns)
         runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
         for _ in range(args.repeats):
             for drift_on in (False, True):  # interleaved: machine noise hits both alike
-                runs[drift_on].append(one_round(work, v1, v2, args.datasets, drift_on))
+                runs[drift_on].append(
+                    one_round(work, v1, v2, args.datasets, args.unified, drift_on)
+                )
     print(
         f"{args.tables} tables x {args.columns} columns, {2 * args.tables} mappings, "
-        f"{args.datasets} datasets, {args.repeats} rounds (medians)"
+        f"{args.datasets} datasets, {args.tables * (1 + args.new_columns)} new columns, "
+        f"{3 + args.unified} unified columns, {args.repeats} rounds (medians)"
     )
     ratios = {}
     for step in ("unchanged", "changed"):
@@ -158,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"drift items after the changed sync: {runs[True][0]['items']} (drift on)")
     expected_items = 3 * args.tables
     checks = [
-        ("items found", runs[True][0]["items"] == expected_items, f"== {expected_items}"),
+        ("items found", runs[True][0]["items"] == expected_items, f"== {expected_items}")
+        if args.new_columns == 0
+        else ("items found", runs[True][0]["items"] > 0, "> 0 (new columns capped per sync)"),
         (
             "unchanged ratio",
             ratios["unchanged"] <= GOAL_NO_CHANGE_RATIO,

@@ -10,7 +10,14 @@ from catalog_helpers import register, sync, tables_by_name
 from fabric_core.connections import connection_spec, get_connection
 from fabric_core.drift.kinds import castable
 from fabric_core.drift.values import sample_value_drift
-from fabric_core.models import ColumnMapping, DriftItem, OutboxEvent, UnifiedColumn, ValueMapping
+from fabric_core.models import (
+    ColumnMapping,
+    ColumnSample,
+    DriftItem,
+    OutboxEvent,
+    UnifiedColumn,
+    ValueMapping,
+)
 from sqlalchemy import select
 
 
@@ -181,3 +188,118 @@ def test_a_columns_dataset_is_affected_only_by_the_columns_it_reads(runtime, map
         [table_reasons] = attention_reasons(session, [whole_table])
     assert reasons == [[item.message], [], [item.message]]
     assert table_reasons == [item.message]
+
+
+def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
+    runtime, mapped, monkeypatch, caplog
+):
+    import fabric_core.drift.impact as impact
+
+    connection_id, path, _columns = mapped
+    monkeypatch.setattr(impact, "NEW_COLUMNS_EVALUATED", 2)
+    _write(
+        path,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, mail TEXT)",
+    )
+    with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
+        sync(runtime, connection_id)
+    # Six new columns (id and mail of three tables): the two lowest ids are scored.
+    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
+    assert "4 of 6 new columns not checked" in caplog.text
+
+
+def test_value_samples_go_round_the_code_columns_over_syncs(runtime, mapped, monkeypatch):
+    import fabric_core.drift.values as values
+
+    connection_id, path, columns = mapped
+    monkeypatch.setattr(values, "MAX_COLUMNS", 1)
+    with runtime.session_factory.begin() as session:
+        session.add(ValueMapping(column_id=columns["mail"], source_value="a@x", target_value="a"))
+    _write(path, "INSERT INTO customers VALUES (3, 'a@x', 'Z')")
+    # One column per sample: mail (never sampled, lowest id), then status, then mail again.
+    sampled = []
+    for _ in range(3):
+        assert _sample(runtime, connection_id).columns_sampled == 1
+        with runtime.session_factory() as session:
+            sampled.append(
+                session.scalar(
+                    select(ColumnSample.column_id).order_by(ColumnSample.sampled_at.desc()).limit(1)
+                )
+            )
+    assert sampled == [columns["mail"], columns["status"], columns["mail"]]
+    assert sorted(i.column_name for i in _items(runtime) if i.kind == "unmapped_codes") == [
+        "main.customers.mail",
+        "main.customers.status",
+    ]
+
+
+def test_a_cancelled_value_sample_stops_between_columns(runtime, mapped):
+    connection_id, _path, columns = mapped
+    with runtime.session_factory.begin() as session:
+        session.add(ValueMapping(column_id=columns["mail"], source_value="a@x", target_value="a"))
+    with runtime.session_factory() as session:
+        spec = connection_spec(
+            get_connection(session, connection_id), runtime.box, runtime.source_policy
+        )
+    checks = []
+
+    def check_stop() -> None:
+        checks.append(len(checks))
+        if len(checks) > 1:
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        sample_value_drift(
+            runtime.session_factory, connection_id, spec, timeout=5, check_stop=check_stop
+        )
+    # The first column's sample was recorded before the second check stopped the rest.
+    with runtime.session_factory() as session:
+        assert list(session.scalars(select(ColumnSample.column_id))) == [columns["mail"]]
+
+
+def test_a_new_column_counts_with_its_would_be_unified_column_in_plans_and_lists(runtime, mapped):
+    from fabric_core.drift.datasets import affected_datasets, request_drift
+    from fabric_core.models import Dataset
+    from fabric_core.schemas import DatasetRequest
+
+    connection_id, path, columns = mapped
+    # A columns-mode dataset reading mail (mapped to u_mail, auto-included).
+    definition = {
+        "name": "mails",
+        "selection_mode": "columns",
+        "selected_columns": [columns["mail"]],
+        "auto_include_mapped_columns": True,
+        "storage_type": "virtual",
+    }
+    with runtime.session_factory.begin() as session:
+        session.add(Dataset(name="mails", storage_type="virtual", definition=definition))
+    _write(path, "ALTER TABLE customers ADD COLUMN mail2 TEXT")
+    sync(runtime, connection_id)
+    [item] = [i for i in _items(runtime) if i.kind == "new_column"]
+    assert item.details["unified_column"] == "u_mail"
+    with runtime.session_factory() as session:
+        item = session.merge(item)
+        listed = affected_datasets(session, [item])
+        planned = request_drift(session, DatasetRequest.model_validate(definition))
+    assert listed == [["mails"]]
+    assert [i.id for i in planned] == [item.id]
+
+
+def test_new_column_scoring_stops_at_its_time_budget(runtime, mapped, monkeypatch, caplog):
+    import fabric_core.drift.impact as impact
+
+    connection_id, path, _columns = mapped
+    monkeypatch.setattr(impact, "NEW_COLUMNS_SECONDS", 0.0)
+    monkeypatch.setattr(impact, "_SCORED_AT_ONCE", 2)
+    _write(
+        path,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, mail TEXT)",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, mail TEXT)",
+    )
+    with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
+        sync(runtime, connection_id)
+    # Out of time at once: one group of two (a.id, a.mail) is still scored.
+    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
+    assert "2 of 4 new columns not checked" in caplog.text

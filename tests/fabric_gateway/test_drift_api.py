@@ -164,6 +164,13 @@ def _people(pg, my, lite, name: str = "people") -> dict:
     }
 
 
+def _token(api, role: str) -> dict[str, str]:
+    """Headers of a new token of ``role``."""
+    answer = api.post("/api/tokens", json={"name": f"{role}-token", "role": role})
+    assert answer.status_code == 201, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
 def _drift(api, **params) -> list[dict]:
     answer = api.get("/api/drift", params=params)
     assert answer.status_code == 200, answer.text
@@ -311,6 +318,19 @@ def test_a_new_unmapped_code_degrades_until_it_is_mapped(api, catalog, sources):
     assert item["column"] == "main.accounts.gender"
     assert item["details"]["codes"] == ["diverse"]
     assert item["datasets"] == ["people"]
+    # Source values are for editors: a viewer sees the item, its count, not the codes.
+    assert "diverse" not in item["message"]
+    viewer = _token(api, "viewer")
+    [seen] = api.get("/api/drift", params={"connection_id": lite_id}, headers=viewer).json()
+    assert "codes" not in seen["details"] and seen["details"]["unmapped"] == 1
+    assert "diverse" not in str(seen)
+    editor = _token(api, "editor")
+    [edited] = api.get("/api/drift", params={"connection_id": lite_id}, headers=editor).json()
+    assert edited["details"]["codes"] == ["diverse"]
+    body = _people(catalog["pg"], catalog["my"], catalog["lite"])
+    plan = api.post("/api/datasets/unified/plan", json=body, headers=viewer)
+    assert plan.status_code == 200, plan.text
+    assert "diverse" not in plan.text
     assert api.get("/api/datasets/people").json()["needs_attention"] is False
     _sync(api, lite_id)  # still unmapped: the same item, not a second one
     assert [i["id"] for i in _drift(api, include_resolved=True)] == [item["id"]]
@@ -381,6 +401,7 @@ def test_a_new_column_named_like_a_unified_column_is_info(api, catalog, sources)
         json={"column_id": lead["column_id"]},
     )
     assert dismissed.status_code == 201, dismissed.text
+    assert _drift(api, connection_id=lite_id) == []  # at once, not at the next sync
     _sync(api, lite_id)
     assert _drift(api, connection_id=lite_id) == []
 

@@ -90,6 +90,7 @@ def sync_work(context: JobContext, params: SyncParams) -> dict:
             timeout=settings.source_connect_timeout,
             circuits=context.runtime.circuits,
             job_id=context.job_id,
+            check_stop=context.raise_if_cancelled,
         )
         result = stats.as_dict() | {"value_drift": value_drift.as_dict()}
         # The job's success and the lock's release commit together: no other sync of the

@@ -98,6 +98,12 @@ def item_unified_ids(session: Session, items: Iterable[DriftItem]) -> dict[int, 
             )
         )
         unified.update({column_id: unified_id for column_id, unified_id in rows})
+    return _with_would_be_mapped(items, unified)
+
+
+def _with_would_be_mapped(items: Iterable[DriftItem], unified: dict[int, int]) -> dict[int, int]:
+    """``unified`` (column id -> its mapping's unified column) with, for an unmapped column
+    whose item names the unified column it would be mapped to (a new column), that one."""
     for item in items:
         would = item.details.get("unified_column_id") if item.details else None
         if item.column_id is not None and item.column_id not in unified and would is not None:
@@ -177,7 +183,9 @@ def _open_items_read(
         ).all()
     found.sort(key=lambda row: row[0].id)
     items = [item for item, _ in found]
-    unified = {item.column_id: u for item, u in found if item.column_id and u is not None}
+    unified = _with_would_be_mapped(
+        items, {item.column_id: u for item, u in found if item.column_id and u is not None}
+    )
     return [
         [
             item

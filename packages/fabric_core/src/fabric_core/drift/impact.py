@@ -8,13 +8,15 @@ change. At most one item is open per column and kind: a repeated finding updates
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from fabric_core.drift.candidates import forget_names, would_map
+from fabric_core.drift.candidates import forget_names, would_map_many
 from fabric_core.drift.datasets import affected_datasets
 from fabric_core.drift.kinds import (
     BREAKING,
@@ -31,16 +33,26 @@ from fabric_core.drift.kinds import (
 from fabric_core.drift.resolve import reevaluate
 from fabric_core.models import (
     CatalogColumn,
-    CatalogSchema,
     CatalogTable,
     ColumnMapping,
     Connection,
     DriftItem,
+    UnifiedColumn,
     utcnow,
 )
+from fabric_core.suggestions.inventory import column_info, select_columns
 
 if TYPE_CHECKING:
     from fabric_core.catalog.change_events import MappedColumn
+
+log = logging.getLogger(__name__)
+
+# New columns scored per sync at most, and the time that scoring may take: it runs inside the
+# sync's write transaction (on SQLite the whole database's write lock), and each new column is
+# scored against every unified column. The lowest ids first; the rest are logged.
+NEW_COLUMNS_EVALUATED = 2000
+NEW_COLUMNS_SECONDS = 5.0
+_SCORED_AT_ONCE = 100  # new columns scored between looks at the clock
 
 
 @dataclass(slots=True)
@@ -214,18 +226,15 @@ def _mapped_column_findings(
 def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
     """Columns this sync added (created at the sync's time, which it also stored as
     ``last_synced_at``) that would be mapped; none on a connection's first harvest, where
-    every column is new."""
+    every column is new. At most ``NEW_COLUMNS_EVALUATED`` are scored (lowest ids first):
+    this runs while the sync holds its write transaction."""
+    if session.scalar(select(exists().where(UnifiedColumn.id.is_not(None)))) is not True:
+        return []  # nothing to be mapped to
     synced_at = session.scalar(
         select(Connection.last_synced_at).where(Connection.id == connection_id)
     )
     if synced_at is None:
         return []
-    of_connection = (
-        select(CatalogColumn, CatalogTable, CatalogSchema.name)
-        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
-        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
-        .where(CatalogTable.connection_id == connection_id)
-    )
     harvested_before = session.scalar(
         select(
             exists().where(
@@ -237,25 +246,50 @@ def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
     )
     if not harvested_before:
         return []
-    new_columns = session.execute(
-        of_connection.where(
-            CatalogColumn.created_at >= synced_at,
-            CatalogColumn.removed_at.is_(None),
-            CatalogTable.removed_at.is_(None),
-            ~exists().where(ColumnMapping.column_id == CatalogColumn.id),
-        ).order_by(CatalogColumn.id)
+    new_columns = select_columns().where(
+        CatalogTable.connection_id == connection_id,
+        CatalogColumn.created_at >= synced_at,
+        CatalogColumn.removed_at.is_(None),
+        CatalogTable.removed_at.is_(None),
+        ~exists().where(ColumnMapping.column_id == CatalogColumn.id),
     )
+    columns = [
+        column_info(row) for row in session.execute(new_columns.limit(NEW_COLUMNS_EVALUATED + 1))
+    ]
+    total = len(columns)
+    if total > NEW_COLUMNS_EVALUATED:
+        columns = columns[:NEW_COLUMNS_EVALUATED]
+        total = session.scalar(
+            select(func.count()).select_from(new_columns.order_by(None).subquery())
+        )
+    deadline = time.monotonic() + NEW_COLUMNS_SECONDS
+    would_be: dict[int, UnifiedColumn] = {}
+    evaluated = 0
+    while evaluated < len(columns) and (evaluated == 0 or time.monotonic() < deadline):
+        would_be |= would_map_many(session, columns[evaluated : evaluated + _SCORED_AT_ONCE])
+        evaluated = min(len(columns), evaluated + _SCORED_AT_ONCE)
+    columns = columns[:evaluated]
+    if total and total > evaluated:
+        log.warning(
+            "Connection %s: %s of %s new columns not checked for new-column drift (at most "
+            "%s columns and %s s per sync).",
+            connection_id,
+            total - evaluated,
+            total,
+            NEW_COLUMNS_EVALUATED,
+            NEW_COLUMNS_SECONDS,
+        )
     findings: list[Finding] = []
-    for column, table, schema in new_columns:
-        unified = would_map(session, column)
+    for column in columns:
+        unified = would_be.get(column.id)
         if unified is None:
             continue
-        name = f"{schema}.{table.name}.{column.name}"
+        name = f"{column.schema}.{column.table}.{column.name}"
         findings.append(
             Finding(
                 INFO,
                 NEW_COLUMN,
-                table.id,
+                column.table_id,
                 column.id,
                 name,
                 f"New column {name} looks like {unified.name}; map it to include it.",

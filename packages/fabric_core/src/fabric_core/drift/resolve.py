@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fabric_core.drift.candidates import forget_names, would_map
+from fabric_core.drift.candidates import forget_names, would_map_many
 from fabric_core.drift.kinds import (
     COLUMN_REMOVED,
     COLUMN_RETYPED,
@@ -28,6 +28,7 @@ from fabric_core.models import (
     ValueMapping,
     utcnow,
 )
+from fabric_core.suggestions.inventory import columns_by_id
 
 
 @dataclass(slots=True)
@@ -66,11 +67,12 @@ def reevaluate(
     if not items:
         return 0
     states = _column_states(session, [i.column_id for i in items if i.column_id is not None])
+    would_be = _would_be_mapped(session, items, states)
     now = utcnow()
     resolved = 0
     for item in items:
         state = states.get(item.column_id) if item.column_id is not None else None
-        if state is None or not _still_there(session, item, state):
+        if state is None or not _still_there(session, item, state, would_be):
             item.resolved_at = now
             item.updated_at = now
             resolved += 1
@@ -109,7 +111,31 @@ def _column_states(session: Session, column_ids: list[int]) -> dict[int, _Column
     return states
 
 
-def _still_there(session: Session, item: DriftItem, state: _ColumnState) -> bool:
+def _would_be_mapped(
+    session: Session, items: list[DriftItem], states: dict[int, _ColumnState]
+) -> set[int]:
+    """The live unmapped columns of ``new_column`` items that suggestions would still map,
+    scored together (one set of references, dismissals read in chunks)."""
+    ids = sorted(
+        {
+            item.column_id
+            for item in items
+            if item.kind == NEW_COLUMN
+            and item.column_id is not None
+            and (state := states.get(item.column_id)) is not None
+            and state.live
+            and state.unified_type is None
+        }
+    )
+    found: set[int] = set()
+    for start in range(0, len(ids), 500):
+        found |= set(would_map_many(session, columns_by_id(session, ids[start : start + 500])))
+    return found
+
+
+def _still_there(
+    session: Session, item: DriftItem, state: _ColumnState, would_be: set[int]
+) -> bool:
     mapped = state.unified_type is not None
     kind = item.kind
     if kind in (COLUMN_REMOVED, TABLE_REMOVED):
@@ -134,8 +160,7 @@ def _still_there(session: Session, item: DriftItem, state: _ColumnState) -> bool
     if kind == NEW_COLUMN:
         if not state.live or mapped:
             return False
-        column = session.get(CatalogColumn, item.column_id)
-        return column is not None and would_map(session, column) is not None
+        return item.column_id in would_be
     if kind == VALUE_SAMPLE_FAILED:
         # Open until a later sample of the column succeeds (fabric_core.drift.values).
         return state.live and bool(state.value_mappings)

@@ -9,9 +9,11 @@ does not fail the sync: it is logged and kept as an ``info`` item on the column.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fabric_core.catalog.harvest import LogicalType
@@ -33,12 +35,15 @@ from fabric_core.models import (
     CatalogColumn,
     CatalogSchema,
     CatalogTable,
+    ColumnSample,
     Connection,
     DriftItem,
     ValueMapping,
     utcnow,
 )
 from fabric_core.schemas import value_as_text
+from fabric_core.suggestions.inventory import columns_by_id
+from fabric_core.suggestions.samples import SAMPLE_ROWS, as_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,10 @@ _NOT_CODES = (LogicalType.JSON, LogicalType.ARRAY, LogicalType.BINARY, LogicalTy
 # Distinct values read per code column: code lists are short; a column with more distinct
 # values than this is not a code column, and its sample is marked truncated.
 SAMPLE_VALUES = 1000
-# Code columns sampled per sync at most (the rest wait for a later sync, oldest first).
+# Code columns sampled per sync at most: those sampled longest ago (or never) first, so a
+# connection with more code columns goes round them over several syncs. When a column was
+# last sampled is kept in the value-sample cache of column suggestions (``column_samples``),
+# which each sample also fills.
 MAX_COLUMNS = 200
 
 
@@ -89,14 +97,18 @@ def sample_value_drift(
     circuits: CircuitBreaker | None = None,
     job_id: str | None = None,
     sample_values: int = SAMPLE_VALUES,
+    check_stop: Callable[[], None] | None = None,
 ) -> ValueDriftSummary:
     """Sample each code column of the connection and open, update or resolve its
-    ``unmapped_codes`` item; never raises for a source that fails to answer."""
+    ``unmapped_codes`` item; never raises for a source that fails to answer. ``check_stop``
+    is called before each column (a cancelled job raises there; what is recorded stays)."""
     summary = ValueDriftSummary()
     with session_factory() as session:
         code_columns = _code_columns(session, connection_id)
     connector = get_connector(spec.kind)
     for code_column in code_columns:
+        if check_stop is not None:
+            check_stop()
         try:
             with source_call(circuits, connection_id, spec.secrets):
                 values = connector.distinct_values(
@@ -113,13 +125,39 @@ def sample_value_drift(
             log.warning("Value sample of %s failed: %s", code_column.name, error)
             with session_factory.begin() as session:
                 record_findings(session, connection_id, [_failed(code_column, error)], job_id)
+            _remember_sampled(session_factory, code_column.column_id, None)
             continue
         summary.columns_sampled += 1
         truncated = len(values) > sample_values
         texts = [value_as_text(v) for v in values[:sample_values]]
         with session_factory.begin() as session:
             _record_sample(session, connection_id, code_column, texts, truncated, job_id, summary)
+        _remember_sampled(session_factory, code_column.column_id, values)
     return summary
+
+
+def _remember_sampled(
+    session_factory: sessionmaker[Session], column_id: int, values: list | None
+) -> None:
+    """Store the sample in the suggestions' cache, which also says when the column was last
+    sampled (the order of the next syncs). A failed sample stores an empty one that never
+    counts as fresh (its fingerprint matches no column), so the column still goes to the end."""
+    try:
+        with session_factory.begin() as session:
+            infos = columns_by_id(session, [column_id])
+            if not infos:
+                return
+            session.merge(
+                ColumnSample(
+                    column_id=column_id,
+                    fingerprint=infos[0].fingerprint if values is not None else "",
+                    sample_values=[as_text(v) for v in (values or [])[:SAMPLE_ROWS]],
+                    truncated=values is not None and len(values) > SAMPLE_ROWS,
+                    sampled_at=utcnow(),
+                )
+            )
+    except SQLAlchemyError as exc:  # a cache: a suggestion request may have stored it first
+        log.info("Value sample of column %s not cached: %s", column_id, exc)
 
 
 def _code_columns(session: Session, connection_id: int) -> list[_CodeColumn]:
@@ -136,7 +174,8 @@ def _code_columns(session: Session, connection_id: int) -> list[_CodeColumn]:
             CatalogTable.removed_at.is_(None),
             CatalogColumn.logical_type.not_in([str(t) for t in _NOT_CODES]),
         )
-        .order_by(CatalogColumn.id)
+        .outerjoin(ColumnSample, ColumnSample.column_id == CatalogColumn.id)
+        .order_by(ColumnSample.sampled_at.asc().nulls_first(), CatalogColumn.id)
         .limit(MAX_COLUMNS)
     )
     return [_CodeColumn(*row) for row in rows]
@@ -181,8 +220,9 @@ def _record_sample(
         code_column.table_id,
         code_column.column_id,
         code_column.name,
-        f"Code column {code_column.name} holds {len(unmapped)} value(s) without a value "
-        f"mapping: {', '.join(shown[:10])}{' ...' if len(unmapped) > 10 else ''}",
+        # No codes in the message: it reaches viewers (lists, dataset plans, alerts), and
+        # source values are for editors (``details.codes``).
+        f"Code column {code_column.name} holds {len(unmapped)} value(s) without a value mapping.",
         {
             "codes": shown,
             "unmapped": len(unmapped),

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabric_core.drift.resolve import reevaluate
 from fabric_core.errors import ConflictError, InvalidInputError, NotFoundError
 from fabric_core.mapping import create_column_mapping, get_unified_column
 from fabric_core.models import CatalogColumn, ColumnMapping, DismissedSuggestion
@@ -88,7 +89,8 @@ def _live_column(session: Session, column_id: int) -> CatalogColumn:
 
 
 def dismiss(session: Session, unified_column_id: int, column_id: int) -> DismissedSuggestion:
-    """Never suggest ``column_id`` for the unified column again (409 when already so)."""
+    """Never suggest ``column_id`` for the unified column again (409 when already so); a
+    ``new_column`` drift item of the column is resolved when nothing else would map it."""
     get_unified_column(session, unified_column_id)
     _live_column(session, column_id)
     row = DismissedSuggestion(unified_column_id=unified_column_id, column_id=column_id)
@@ -100,6 +102,8 @@ def dismiss(session: Session, unified_column_id: int, column_id: int) -> Dismiss
         raise ConflictError(
             f"Column {column_id} is already dismissed for unified column {unified_column_id}."
         ) from None
+    # A new column's drift item says it would be mapped; dismissed, it may no longer be.
+    reevaluate(session, column_ids=[column_id])
     return row
 
 

@@ -94,7 +94,9 @@ _FIELDS = (
 )
 
 
-def _select() -> Select:
+def select_columns() -> Select:
+    """Catalog columns as plain ``ColumnInfo`` rows (read them with ``column_info``), by id;
+    callers add their own filters."""
     # Plain rows, not ORM objects: thousands of columns are read per request.
     return (
         select(*_FIELDS)
@@ -105,10 +107,12 @@ def _select() -> Select:
 
 
 def _query() -> Select:
-    return _select().where(CatalogColumn.removed_at.is_(None), CatalogTable.removed_at.is_(None))
+    return select_columns().where(
+        CatalogColumn.removed_at.is_(None), CatalogTable.removed_at.is_(None)
+    )
 
 
-def _info(row) -> ColumnInfo:
+def column_info(row) -> ColumnInfo:
     return ColumnInfo(*row)
 
 
@@ -117,7 +121,7 @@ def live_columns(session: Session, *, table_ids: Iterable[int] | None = None) ->
     query = _query()
     if table_ids is not None:
         query = query.where(CatalogTable.id.in_(list(table_ids)))
-    return [_info(row) for row in session.execute(query)]
+    return [column_info(row) for row in session.execute(query)]
 
 
 def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[ColumnInfo]:
@@ -130,7 +134,7 @@ def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[Colum
     )
     query = _query().where(~mapped, ~dismissed).execution_options(yield_per=2000)
     for row in session.execute(query):
-        yield _info(row)
+        yield column_info(row)
 
 
 def columns_by_id(session: Session, column_ids: Iterable[int]) -> list[ColumnInfo]:
@@ -138,4 +142,7 @@ def columns_by_id(session: Session, column_ids: Iterable[int]) -> list[ColumnInf
     ids = list(column_ids)
     if not ids:
         return []
-    return [_info(row) for row in session.execute(_select().where(CatalogColumn.id.in_(ids)))]
+    return [
+        column_info(row)
+        for row in session.execute(select_columns().where(CatalogColumn.id.in_(ids)))
+    ]

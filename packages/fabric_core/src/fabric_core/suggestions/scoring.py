@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fabric_core.suggestions.inventory import ColumnInfo
 from fabric_core.suggestions.names import GENERIC, concepts, entities, similarity, words
@@ -49,12 +50,33 @@ class Reference:
     description_tokens: tuple[str, ...] = ()
     mapped: tuple[ColumnInfo, ...] = ()
 
-    @property
+    # Derived once per reference (cached on the instance): a reference with thousands of
+    # mapped columns is compared with thousands of candidates.
+    @cached_property
     def entities(self) -> frozenset[str]:
         found = set(entities(self.tokens))
         for column in self.mapped:
             found |= column.table_entities | entities(column.tokens)
         return frozenset(found)
+
+    @cached_property
+    def mapped_names(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each distinct concept list of the mapped columns (name and table entities), with
+        the name of the first column that has it."""
+        found: dict[tuple[str, ...], str] = {}
+        for column in self.mapped:
+            found.setdefault(
+                tuple(dict.fromkeys((*column.tokens, *column.table_entities))), column.name
+            )
+        return tuple((name, theirs) for theirs, name in found.items())
+
+    @cached_property
+    def mapped_table_ids(self) -> frozenset[int]:
+        return frozenset(c.table_id for c in self.mapped)
+
+    @cached_property
+    def wanted_tokens(self) -> frozenset[str]:
+        return frozenset(self.tokens) | {t for c in self.mapped for t in c.tokens}
 
     @property
     def expectation(self) -> tuple[str, frozenset[str]] | None:
@@ -108,12 +130,12 @@ def _name_evidence(candidate: ColumnInfo, reference: Reference, scored: Scored) 
     if reference.tokens:
         mine = _with_context(candidate, reference.tokens)
         best, best_tokens, cand_tokens = similarity(mine, reference.tokens), reference.tokens, mine
-    for column in reference.mapped:
-        theirs = tuple(dict.fromkeys((*column.tokens, *column.table_entities)))
+    if reference.mapped:
         mine = tuple(dict.fromkeys((*candidate.tokens, *candidate.table_entities)))
-        value = similarity(mine, theirs)
-        if value > best:
-            best, best_label, best_tokens, cand_tokens = value, column.name, theirs, mine
+        for name, theirs in reference.mapped_names:
+            value = similarity(mine, theirs)
+            if value > best:
+                best, best_label, best_tokens, cand_tokens = value, name, theirs, mine
     if best > 0:
         how = _how(candidate.name, best_label, cand_tokens, best_tokens)
         scored.add(
@@ -185,9 +207,9 @@ def cheap_score(candidate: ColumnInfo, reference: Reference) -> Scored:
             f"not {', '.join(sorted(theirs))}",
             ENTITY_CONFLICT,
         )
-    if any(c.table_id == candidate.table_id for c in reference.mapped):
+    if candidate.table_id in reference.mapped_table_ids:
         scored.add("context", "its table already has a column mapped here", SAME_TABLE_AS_MAPPED)
-    wanted = set(reference.tokens) | {t for c in reference.mapped for t in c.tokens}
+    wanted = reference.wanted_tokens
     if candidate.fk_table and set(candidate.fk_tokens) & (wanted - GENERIC):
         scored.add(
             "foreign_key",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fabric_core.drift.listing import DriftItemPublic, Severity, list_drift
+from fabric_core.tokens import Role
 from fabric_web.common import ReadSessionDep
 from fabric_web.paging import PageDep, page_answer
 from fastapi import APIRouter, Query, Response
 
-from fabric_gateway.auth import VIEWER
+from fabric_gateway.auth import VIEWER, PrincipalDep
 
 router = APIRouter(prefix="/api", tags=["drift"])
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api", tags=["drift"])
 @router.get("/drift", response_model=list[DriftItemPublic], dependencies=[VIEWER])
 def get_drift(
     session: ReadSessionDep,
+    principal: PrincipalDep,
     page: PageDep,
     response: Response,
     connection_id: int | None = Query(default=None, ge=1),
@@ -24,8 +26,9 @@ def get_drift(
 ) -> list[DriftItemPublic]:
     """Drift items, newest first (paged): open ones, or all with ``include_resolved=true``;
     of one connection, of the columns one dataset reads, or of one severity. An unknown
-    connection id or dataset name answers 404."""
-    return page_answer(
+    connection id or dataset name answers 404. Source values (``details.codes``) are answered
+    to editors and admins only, as column values are."""
+    items = page_answer(
         response,
         list_drift(
             session,
@@ -35,4 +38,15 @@ def get_drift(
             include_resolved=include_resolved,
             page=page,
         ),
+    )
+    if principal.role.includes(Role.EDITOR):
+        return items
+    return [_without_source_values(item) for item in items]
+
+
+def _without_source_values(item: DriftItemPublic) -> DriftItemPublic:
+    if "codes" not in item.details:
+        return item
+    return item.model_copy(
+        update={"details": {k: v for k, v in item.details.items() if k != "codes"}}
     )
