@@ -53,3 +53,31 @@ def wait_for_job(client: TestClient, job_id: str, timeout: float = 30) -> dict:
     return wait_for_job_end(
         lambda: client.get(f"/api/jobs/{job_id}").json(), poll_interval=0.05, timeout=timeout
     )
+
+
+def sync_through_gateway(client: TestClient, connection_id: int) -> dict:
+    """Queue a sync of ``connection_id`` and wait for it; the ended job (asserted a success)."""
+    answer = client.post(f"/api/data-connections/{connection_id}/sync")
+    assert answer.status_code == 202, answer.text
+    job = wait_for_job(client, answer.json()["dag_run_id"])
+    assert job["status"] == "success", job
+    return job
+
+
+def register_and_sync(client: TestClient, body: dict) -> tuple[int, dict[str, dict]]:
+    """Register a connection through the gateway and sync it: its id and each table's
+    ``GET /api/tables/{id}`` answer by table name."""
+    created = client.post("/api/data-connections", json=body)
+    assert created.status_code == 201, created.text
+    connection_id = created.json()["id"]
+    sync_through_gateway(client, connection_id)
+    tables = {
+        table["name"]: client.get(f"/api/tables/{table['id']}").json()
+        for table in client.get(f"/api/data-connections/{connection_id}/tables").json()
+    }
+    return connection_id, tables
+
+
+def column_ids(table: dict) -> dict[str, int]:
+    """A ``GET /api/tables/{id}`` answer's column ids by name."""
+    return {c["name"]: c["id"] for c in table["columns"]}

@@ -10,7 +10,13 @@ from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg
 from fabric_core.datasets.build import allocate_version
 from fabric_core.models import CircuitState, Dataset
 from fabric_web.serving import free_port
-from service_helpers import running_stack, wait_for_job
+from service_helpers import (
+    column_ids,
+    register_and_sync,
+    running_stack,
+    sync_through_gateway,
+    wait_for_job,
+)
 from sqlalchemy import select
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
@@ -68,26 +74,21 @@ def api(settings, metadata_url):
 
 
 def _register_and_sync(api, body) -> dict:
-    connection = api.post("/api/data-connections", json=body)
-    assert connection.status_code == 201, connection.text
-    connection_id = connection.json()["id"]
-    _sync(api, connection_id)
-    tables = {"connection_id": connection_id}
-    for table in api.get(f"/api/data-connections/{connection_id}/tables").json():
-        detail = api.get(f"/api/tables/{table['id']}").json()
-        tables[table["name"]] = {
+    connection_id, tables = register_and_sync(api, body)
+    shaped: dict = {"connection_id": connection_id}
+    for name, table in tables.items():
+        shaped[name] = {
             "id": table["id"],
-            "schema": detail["schema"],
-            "row_estimate": detail["row_estimate"],
-            "columns": {c["name"]: c["id"] for c in detail["columns"]},
-            "native": {c["name"]: c["native_type"] for c in detail["columns"]},
+            "schema": table["schema"],
+            "row_estimate": table["row_estimate"],
+            "columns": column_ids(table),
+            "native": {c["name"]: c["native_type"] for c in table["columns"]},
         }
-    return tables
+    return shaped
 
 
-def _sync(api, connection_id: int) -> None:
-    answer = api.post(f"/api/data-connections/{connection_id}/sync").json()
-    assert wait_for_job(api, answer["dag_run_id"])["status"] == "success"
+def _sync(api, connection_id: int) -> dict:
+    return sync_through_gateway(api, connection_id)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
-from service_helpers import running_stack, wait_for_job
+from service_helpers import column_ids, register_and_sync, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -77,18 +77,10 @@ def api(s3_settings):
 
 
 def _register_and_sync(api, body) -> dict[str, dict]:
-    connection = api.post("/api/data-connections", json=body)
-    assert connection.status_code == 201, connection.text
-    answer = api.post(f"/api/data-connections/{connection.json()['id']}/sync").json()
-    assert wait_for_job(api, answer["dag_run_id"])["status"] == "success"
-    tables = {}
-    for table in api.get(f"/api/data-connections/{connection.json()['id']}/tables").json():
-        detail = api.get(f"/api/tables/{table['id']}").json()
-        tables[table["name"]] = {
-            "id": table["id"],
-            "columns": {c["name"]: c["id"] for c in detail["columns"]},
-        }
-    return tables
+    _, tables = register_and_sync(api, body)
+    return {
+        name: {"id": table["id"], "columns": column_ids(table)} for name, table in tables.items()
+    }
 
 
 @pytest.fixture

@@ -7,7 +7,13 @@ import sqlite3
 
 import pytest
 from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
-from service_helpers import running_stack, wait_for_job
+from service_helpers import (
+    column_ids,
+    register_and_sync,
+    running_stack,
+    sync_through_gateway,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -59,26 +65,14 @@ def api(s3_settings):
 
 
 def _sync(api, connection_id: int) -> dict:
-    answer = api.post(f"/api/data-connections/{connection_id}/sync")
-    assert answer.status_code == 202, answer.text
-    job = wait_for_job(api, answer.json()["dag_run_id"])
-    assert job["status"] == "success", job
-    return job
+    return sync_through_gateway(api, connection_id)
 
 
 def _register(api, body) -> tuple[int, dict[str, dict]]:
-    created = api.post("/api/data-connections", json=body)
-    assert created.status_code == 201, created.text
-    connection_id = created.json()["id"]
-    _sync(api, connection_id)
-    tables = {}
-    for table in api.get(f"/api/data-connections/{connection_id}/tables").json():
-        detail = api.get(f"/api/tables/{table['id']}").json()
-        tables[table["name"]] = {
-            "id": table["id"],
-            "columns": {c["name"]: c["id"] for c in detail["columns"]},
-        }
-    return connection_id, tables
+    connection_id, tables = register_and_sync(api, body)
+    return connection_id, {
+        name: {"id": table["id"], "columns": column_ids(table)} for name, table in tables.items()
+    }
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pycountry
 import pytest
 from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
 from fabric_web.serving import free_port
-from service_helpers import running_stack, wait_for_job
+from service_helpers import column_ids, register_and_sync, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -53,15 +53,8 @@ def sources(pg_database, mysql_database, tmp_path):
 
 def _register_and_sync(api, body) -> dict[str, dict[str, int]]:
     """{table: {column: column id}} of a registered and synced source."""
-    connection = api.post("/api/data-connections", json=body)
-    assert connection.status_code == 201, connection.text
-    answer = api.post(f"/api/data-connections/{connection.json()['id']}/sync").json()
-    assert wait_for_job(api, answer["dag_run_id"])["status"] == "success"
-    tables = {}
-    for table in api.get(f"/api/data-connections/{connection.json()['id']}/tables").json():
-        detail = api.get(f"/api/tables/{table['id']}").json()
-        tables[table["name"]] = {c["name"]: c["id"] for c in detail["columns"]}
-    return tables
+    _, tables = register_and_sync(api, body)
+    return {name: column_ids(table) for name, table in tables.items()}
 
 
 @pytest.fixture
