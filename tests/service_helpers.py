@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from conftest import TEST_SERVICE_TOKEN
+from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, TEST_SERVICE_TOKEN
 from fabric_core.bearer import bearer_header
 from fabric_core.polling import wait_for_job_end
 from fabric_core.settings import Settings
@@ -81,3 +81,26 @@ def register_and_sync(client: TestClient, body: dict) -> tuple[int, dict[str, di
 def column_ids(table: dict) -> dict[str, int]:
     """A ``GET /api/tables/{id}`` answer's column ids by name."""
     return {c["name"]: c["id"] for c in table["columns"]}
+
+
+def pg_source(name: str, database: str, schema: str | None = None) -> dict:
+    """The body registering a database of the test PostgreSQL server (one schema of it)."""
+    body = {
+        "name": name,
+        "kind": "postgresql",
+        "host": PG_HOST,
+        "database": database,
+        "username": PG_USER,
+    }
+    return body | ({"options": {"include_schemas": [schema]}} if schema else {})
+
+
+def mysql_source(name: str, database: str) -> dict:
+    """The body registering a database of the test MariaDB/MySQL server."""
+    return {
+        "name": name,
+        "kind": "mysql",
+        "host": MYSQL_HOST,
+        "database": database,
+        "username": MYSQL_USER,
+    }

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
+from conftest import mysql_execute, pg_execute
 from fabric_core.datasets.build import allocate_version
 from fabric_core.models import CircuitState, Dataset
 from fabric_web.serving import free_port
 from service_helpers import (
     column_ids,
+    mysql_source,
+    pg_source,
     register_and_sync,
     running_stack,
     sync_through_gateway,
@@ -98,24 +100,11 @@ def catalog(api, sources):
     pg_db, my_db, path = sources
     pg = _register_and_sync(
         api,
-        {
-            "name": "pg_crm",
-            "kind": "postgresql",
-            "host": PG_HOST,
-            "database": pg_db,
-            "username": PG_USER,
-            "options": {"include_schemas": ["crm"]},
-        },
+        pg_source("pg_crm", pg_db, "crm"),
     )
     my = _register_and_sync(
         api,
-        {
-            "name": "maria_shop",
-            "kind": "mysql",
-            "host": MYSQL_HOST,
-            "database": my_db,
-            "username": MYSQL_USER,
-        },
+        mysql_source("maria_shop", my_db),
     )
     lite = _register_and_sync(api, {"name": "billing", "kind": "sqlite", "database": str(path)})
     unified = {}

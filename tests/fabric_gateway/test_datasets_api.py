@@ -10,8 +10,15 @@ from decimal import Decimal
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
-from service_helpers import column_ids, register_and_sync, running_stack, wait_for_job
+from conftest import mysql_execute, pg_execute
+from service_helpers import (
+    column_ids,
+    mysql_source,
+    pg_source,
+    register_and_sync,
+    running_stack,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -89,24 +96,11 @@ def catalog(api, sources):
     pg_db, my_db, path = sources
     pg = _register_and_sync(
         api,
-        {
-            "name": "pg_crm",
-            "kind": "postgresql",
-            "host": PG_HOST,
-            "database": pg_db,
-            "username": PG_USER,
-            "options": {"include_schemas": ["crm"]},
-        },
+        pg_source("pg_crm", pg_db, "crm"),
     )
     my = _register_and_sync(
         api,
-        {
-            "name": "maria_shop",
-            "kind": "mysql",
-            "host": MYSQL_HOST,
-            "database": my_db,
-            "username": MYSQL_USER,
-        },
+        mysql_source("maria_shop", my_db),
     )
     lite = _register_and_sync(api, {"name": "billing", "kind": "sqlite", "database": str(path)})
     unified = {}

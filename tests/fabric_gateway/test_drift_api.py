@@ -6,9 +6,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
+from conftest import mysql_execute, pg_execute
 from service_helpers import (
     column_ids,
+    mysql_source,
+    pg_source,
     register_and_sync,
     running_stack,
     sync_through_gateway,
@@ -82,24 +84,11 @@ def catalog(api, sources):
     pg_db, my_db, path = sources
     pg = _register(
         api,
-        {
-            "name": "pg_crm",
-            "kind": "postgresql",
-            "host": PG_HOST,
-            "database": pg_db,
-            "username": PG_USER,
-            "options": {"include_schemas": ["crm"]},
-        },
+        pg_source("pg_crm", pg_db, "crm"),
     )
     my = _register(
         api,
-        {
-            "name": "maria_shop",
-            "kind": "mysql",
-            "host": MYSQL_HOST,
-            "database": my_db,
-            "username": MYSQL_USER,
-        },
+        mysql_source("maria_shop", my_db),
     )
     lite = _register(api, {"name": "billing", "kind": "sqlite", "database": str(path)})
     unified = {

@@ -6,8 +6,15 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
-from service_helpers import column_ids, register_and_sync, running_stack, wait_for_job
+from conftest import mysql_execute, pg_execute
+from service_helpers import (
+    column_ids,
+    mysql_source,
+    pg_source,
+    register_and_sync,
+    running_stack,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -94,23 +101,11 @@ def catalog(api, sources):
     pg_db, my_db, path = sources
     pg = _register_and_sync(
         api,
-        {
-            "name": "crm",
-            "kind": "postgresql",
-            "host": PG_HOST,
-            "database": pg_db,
-            "username": PG_USER,
-        },
+        pg_source("crm", pg_db),
     )
     my = _register_and_sync(
         api,
-        {
-            "name": "shop",
-            "kind": "mysql",
-            "host": MYSQL_HOST,
-            "database": my_db,
-            "username": MYSQL_USER,
-        },
+        mysql_source("shop", my_db),
     )
     lite = _register_and_sync(api, {"name": "loja", "kind": "sqlite", "database": str(path)})
     unified = {}

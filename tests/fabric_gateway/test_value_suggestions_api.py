@@ -7,9 +7,16 @@ import sqlite3
 
 import pycountry
 import pytest
-from conftest import MYSQL_HOST, MYSQL_USER, PG_HOST, PG_USER, mysql_execute, pg_execute
+from conftest import mysql_execute, pg_execute
 from fabric_web.serving import free_port
-from service_helpers import column_ids, register_and_sync, running_stack, wait_for_job
+from service_helpers import (
+    column_ids,
+    mysql_source,
+    pg_source,
+    register_and_sync,
+    running_stack,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 
@@ -62,23 +69,11 @@ def columns(api, sources) -> dict[str, int]:
     pg_db, my_db, path = sources
     pg = _register_and_sync(
         api,
-        {
-            "name": "pg",
-            "kind": "postgresql",
-            "host": PG_HOST,
-            "database": pg_db,
-            "username": PG_USER,
-        },
+        pg_source("pg", pg_db),
     )
     my = _register_and_sync(
         api,
-        {
-            "name": "maria",
-            "kind": "mysql",
-            "host": MYSQL_HOST,
-            "database": my_db,
-            "username": MYSQL_USER,
-        },
+        mysql_source("maria", my_db),
     )
     lite = _register_and_sync(api, {"name": "lite", "kind": "sqlite", "database": str(path)})
     return {
