@@ -417,3 +417,63 @@ def first_count(table) -> int:
     return {"customers": 13, "Shipments": 4, "shipment_events": 3, "active_customers": 2}.get(
         table.name, 1
     )
+
+
+# Each statement changes what the catalog stores of exactly the tables named with it.
+COLUMN_CHANGES = [
+    ('ALTER TABLE sales.customers ALTER COLUMN "Full Name" DROP NOT NULL', {"customers"}),
+    ("ALTER TABLE sales.customers ALTER COLUMN score TYPE numeric(10, 3)", {"customers"}),
+    ("ALTER TABLE sales.customers ALTER COLUMN active SET DEFAULT false", {"customers"}),
+    ("ALTER TABLE sales.customers ALTER COLUMN balance DROP DEFAULT", {"customers"}),
+    ('COMMENT ON COLUMN sales.customers."Full Name" IS NULL', {"customers"}),
+    ('ALTER TABLE "Ops Data".shipment_events ADD COLUMN note text', {"shipment_events"}),
+    ('ALTER TABLE "Ops Data".shipment_events DROP COLUMN happened_at', {"shipment_events"}),
+    # A foreign key's target renamed: the referencing table stores the new name.
+    (
+        'ALTER TABLE "Ops Data"."Shipments" RENAME TO "Shipments2"',
+        {"Shipments2", "shipment_events"},
+    ),
+    # Only the references into the renamed schema change; its tables' own columns do not.
+    ('ALTER SCHEMA "Ops Data" RENAME TO "Ops"', {"shipment_events"}),
+    (
+        'ALTER TABLE "Ops"."Shipments2" DROP CONSTRAINT "Shipments_pkey" CASCADE',
+        {"Shipments2", "shipment_events"},
+    ),
+]
+
+
+def test_each_column_change_moves_its_tables_fingerprint_and_maintenance_none(
+    pg_runtime, source_db
+):
+    """The server's fingerprint of a table moves with every kind of change to what the
+    catalog stores of its columns, and with nothing else: not with rows written, ANALYZE,
+    VACUUM FULL of the catalogs, or another table's change."""
+    from fabric_core.catalog.sync import harvest
+    from fabric_core.connections import connection_spec, get_connection
+
+    runtime = pg_runtime
+    connection_id = _register(runtime, source_db)
+
+    def fingerprints() -> dict[str, str]:
+        with runtime.session_factory() as session:
+            spec = connection_spec(
+                get_connection(session, connection_id), runtime.box, runtime.source_policy
+            )
+        return {t.name: t.fingerprint for t in harvest(spec, 5).tables if t.fingerprint}
+
+    before = fingerprints()
+    assert len(set(before.values())) == len(before) == 5
+    pg_execute(source_db, "INSERT INTO sales.customers (id, \"Full Name\") VALUES (999, 'x')")
+    pg_execute(source_db, "ANALYZE")
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=source_db, autocommit=True
+    ) as conn:
+        conn.execute("VACUUM FULL pg_attribute, pg_attrdef, pg_description, pg_constraint")
+    assert fingerprints() == before
+
+    for statement, changed_tables in COLUMN_CHANGES:
+        pg_execute(source_db, statement)
+        after = fingerprints()
+        moved = {name for name, value in after.items() if before.get(name) != value}
+        assert moved == changed_tables, statement
+        before = after
