@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import time
 
 import httpx
@@ -147,3 +150,32 @@ def test_a_job_still_queued_after_the_hand_over_window_is_taken_again(settings, 
         assert not accept_hand_over(runtime.session_factory, job_id, 0.2)
         time.sleep(0.3)
         assert accept_hand_over(runtime.session_factory, job_id, 0.2)
+
+
+STARTED_SERVICE = """
+import json, sys
+from fastapi.testclient import TestClient
+from fabric_core.settings import Settings
+from fabric_sync.app import create_app
+
+settings = Settings.model_validate_json(sys.argv[1])
+before = {name: name in sys.modules for name in ("psycopg", "pymysql", "s3fs")}
+with TestClient(create_app(settings)):
+    after = {name: name in sys.modules for name in ("psycopg", "pymysql", "s3fs")}
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_the_service_loads_the_sql_drivers_at_start_up_and_s3_on_first_use(settings):
+    """A first sync does not pay for importing its driver (psycopg: 0.3 s); the S3 kind's
+    libraries (2 s, 64 MB) load only where a source on S3 is synced."""
+    answer = subprocess.run(
+        [sys.executable, "-c", STARTED_SERVICE, settings.model_dump_json()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    modules = json.loads(answer.stdout.strip().splitlines()[-1])
+    assert modules["before"] == {"psycopg": False, "pymysql": False, "s3fs": False}
+    assert modules["after"] == {"psycopg": True, "pymysql": True, "s3fs": False}
