@@ -113,9 +113,8 @@ class CatalogColumn(Base):
     __table_args__ = (UniqueConstraint("table_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    table_id: Mapped[int] = mapped_column(
-        ForeignKey("catalog_tables.id", ondelete="CASCADE"), index=True
-    )
+    # Looked up by table through the (table_id, name) key: no index of its own.
+    table_id: Mapped[int] = mapped_column(ForeignKey("catalog_tables.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     ordinal: Mapped[int] = mapped_column(Integer)
     native_type: Mapped[str] = mapped_column(Text)
