@@ -314,9 +314,12 @@ def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime
     assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
 
 
-def test_new_columns_carry_the_sync_time_exactly_as_the_orm_stores_it(pg_runtime, source_db):
-    """The bulk insert of new columns stores ``created_at``/``updated_at`` in the very form the
-    ORM stores ``last_synced_at``: drift compares the two in SQL, as text on SQLite."""
+def test_new_tables_and_columns_carry_the_sync_time_exactly_as_the_orm_stores_it(
+    pg_runtime, source_db
+):
+    """The bulk inserts of new tables and columns store ``created_at``/``updated_at`` in the
+    very form the ORM stores ``last_synced_at``: drift compares them in SQL, as text on
+    SQLite."""
     import sqlite3
 
     from fabric_core.models import CatalogColumn, CatalogTable, Connection
@@ -342,8 +345,13 @@ def test_new_columns_carry_the_sync_time_exactly_as_the_orm_stores_it(pg_runtime
             )
             .limit(1)
         )
-    assert synced_at is not None and stamps
-    assert set(stamps) == {(synced_at, synced_at)}
+        table_stamps = session.execute(
+            select(CatalogTable.created_at, CatalogTable.updated_at).where(
+                CatalogTable.connection_id == connection_id
+            )
+        ).all()
+    assert synced_at is not None and stamps and table_stamps
+    assert set(stamps) == set(table_stamps) == {(synced_at, synced_at)}
     assert newer is None  # compared in SQL, no column was made after the sync that made it
 
     if pg_runtime.engine.dialect.name != "sqlite":

@@ -493,30 +493,71 @@ def _sync_tables(
             session.execute(update(CatalogTable), table_updates)
         if new_tables:
             stats.tables_added += len(new_tables)
-            inserted = session.execute(
-                insert(CatalogTable).returning(
-                    CatalogTable.id, CatalogTable.schema_id, CatalogTable.name
-                ),
-                [
-                    {
-                        "connection_id": connection_id,
-                        "schema_id": schema_ids[t.schema],
-                        "name": t.name,
-                        "kind": t.kind,
-                        "row_estimate": t.row_estimate,
-                        "comment": t.comment,
-                        "fingerprint": t.fingerprint,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for t in new_tables
-                ],
-            )
+            inserted = _insert_tables(session, connection_id, new_tables, schema_ids, writer)
             by_key = {(t.schema, t.name): t for t in new_tables}
             schema_names = {schema_id: name for name, schema_id in schema_ids.items()}
-            for row in inserted:
-                table_ids.append((row.id, by_key[(schema_names[row.schema_id], row.name)]))
+            for table_id, schema_id, name in inserted:
+                table_ids.append((table_id, by_key[(schema_names[schema_id], name)]))
     _sync_columns(session, table_ids, stored_columns, stats, writer)
+
+
+# New tables on PostgreSQL: one statement whatever their number, its values as arrays. A
+# multi-row VALUES list (SQLAlchemy's insertmanyvalues) is a new statement text per batch,
+# which the driver splits at its placeholders in Python: 0.4 s for 2000 tables.
+_INSERT_TABLES_PG = f"""
+INSERT INTO {CatalogTable.__tablename__}
+    (connection_id, schema_id, name, kind, row_estimate, comment, fingerprint,
+     created_at, updated_at)
+SELECT %(connection_id)s, t.*, %(now)s, %(now)s
+FROM unnest(%(schema_ids)s::integer[], %(names)s::text[], %(kinds)s::text[],
+            %(row_estimates)s::bigint[], %(comments)s::text[], %(fingerprints)s::text[]) AS t
+RETURNING id, schema_id, name
+"""
+
+
+def _insert_tables(
+    session: Session,
+    connection_id: int,
+    tables: list[HarvestedTable],
+    schema_ids: dict[str, int],
+    writer: _Writer,
+) -> list[tuple[int, int, str]]:
+    """Insert new tables; their ``(id, schema_id, name)``."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        with connection.connection.driver_connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_TABLES_PG,
+                {
+                    "connection_id": connection_id,
+                    "now": writer.bound_now,
+                    "schema_ids": [schema_ids[t.schema] for t in tables],
+                    "names": [t.name for t in tables],
+                    "kinds": [t.kind for t in tables],
+                    "row_estimates": [t.row_estimate for t in tables],
+                    "comments": [t.comment for t in tables],
+                    "fingerprints": [t.fingerprint for t in tables],
+                },
+            )
+            return cursor.fetchall()
+    inserted = session.execute(
+        insert(CatalogTable).returning(CatalogTable.id, CatalogTable.schema_id, CatalogTable.name),
+        [
+            {
+                "connection_id": connection_id,
+                "schema_id": schema_ids[t.schema],
+                "name": t.name,
+                "kind": t.kind,
+                "row_estimate": t.row_estimate,
+                "comment": t.comment,
+                "fingerprint": t.fingerprint,
+                "created_at": writer.now,
+                "updated_at": writer.now,
+            }
+            for t in tables
+        ],
+    )
+    return [tuple(row) for row in inserted]
 
 
 def _sync_columns(
