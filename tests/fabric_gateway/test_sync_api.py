@@ -232,3 +232,55 @@ def test_the_jobs_kind_filter_names_every_kind():
     from fabric_gateway.routers.catalog import JobKindName
 
     assert set(typing.get_args(JobKindName)) == set(JOB_KINDS)
+
+
+def test_table_pages_run_across_schemas_in_schema_and_name_order(api, pg_database):
+    """Pages of any size, from any offset, cut through schemas as one list ordered by schema
+    and table name, with or without removed tables, and count them all."""
+    database = pg_database()
+    statements = ["CREATE SCHEMA zeta; CREATE SCHEMA alpha; CREATE SCHEMA mid;"]
+    for schema, count in (("zeta", 4), ("alpha", 5), ("mid", 3)):
+        statements += [f"CREATE TABLE {schema}.t{i:02d} (x int);" for i in range(count)]
+    pg_execute(database, "\n".join(statements))
+    connection = api.post(
+        "/api/data-connections",
+        json={
+            "name": "paged",
+            "kind": "postgresql",
+            "host": PG_HOST,
+            "database": database,
+            "username": PG_USER,
+        },
+    ).json()
+    path = f"/api/data-connections/{connection['id']}/tables"
+
+    def sync() -> None:
+        job_id = api.post(f"/api/data-connections/{connection['id']}/sync").json()["dag_run_id"]
+        assert wait_for_job(api, job_id)["status"] == "success"
+
+    def listed(**params) -> tuple[list[str], int]:
+        answer = api.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        names = [f"{t['schema']}.{t['name']}" for t in answer.json()]
+        return names, int(answer.headers["X-Total-Count"])
+
+    sync()
+    everything = (
+        [f"alpha.t{i:02d}" for i in range(5)]
+        + [f"mid.t{i:02d}" for i in range(3)]
+        + [f"zeta.t{i:02d}" for i in range(4)]
+    )
+    assert listed() == (everything, 12)
+    for limit in (1, 2, 5, 7, 12, 50):
+        for offset in range(0, 14):
+            assert listed(limit=limit, offset=offset) == (
+                everything[offset : offset + limit],
+                12,
+            ), (limit, offset)
+
+    pg_execute(database, "DROP TABLE alpha.t01; DROP TABLE mid.t00, mid.t01, mid.t02;")
+    sync()
+    live = [name for name in everything if name not in {"alpha.t01"} and name[:3] != "mid"]
+    assert listed(include_removed=False) == (live, 8)
+    assert listed(include_removed=False, limit=3, offset=3) == (live[3:6], 8)
+    assert listed(limit=4, offset=4) == (everything[4:8], 12)  # removed ones still listed

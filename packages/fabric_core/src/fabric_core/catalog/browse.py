@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fabric_core.connections import get_connection
@@ -29,47 +29,63 @@ def _table_public(table: CatalogTable, schema_name: str) -> TablePublic:
 def list_tables(
     session: Session, connection_id: int, *, include_removed: bool = True, page: Page = Page()
 ) -> Paged[TablePublic]:
-    """Tables and views of a connection, ordered by schema and name."""
+    """Tables and views of a connection, ordered by schema and name.
+
+    A page is read schema by schema through the (schema_id, name) key, which returns each
+    schema's tables in name order: no sort of every table of the connection for each page
+    (on a 20,000-table catalog: PostgreSQL 25-30 ms a page sorted, SQLite 16-30 ms). The
+    count per schema gives the total and tells which schemas the page falls in.
+    """
     get_connection(session, connection_id)
-    # Plain columns, not ORM objects: a page of 1000 tables of a 20,000-table catalog then
-    # costs its query, not 1000 identity-mapped instances. Read from the connection's schemas
-    # (few) through the (schema_id, name) key, the rows come in page order: no sort of every
-    # table for each page (SQLite: 16-30 ms a page of 20,000 tables sorted, 3-6 ms walked).
-    query = (
-        select(
-            CatalogTable.id,
-            CatalogTable.connection_id,
-            CatalogSchema.name,
-            CatalogTable.name,
-            CatalogTable.kind,
-            CatalogTable.row_estimate,
-            CatalogTable.comment,
-            CatalogTable.removed_at,
-        )
-        .select_from(CatalogSchema)
+    live = () if include_removed else (CatalogTable.removed_at.is_(None),)
+    schemas = session.execute(
+        select(CatalogSchema.id, CatalogSchema.name, func.count(CatalogTable.id))
         .join(CatalogTable, CatalogTable.schema_id == CatalogSchema.id)
-        .where(CatalogSchema.connection_id == connection_id)
-        .order_by(CatalogSchema.name, CatalogTable.name)
-    )
-    if not include_removed:
-        query = query.where(CatalogTable.removed_at.is_(None))
-    tables = [
-        TablePublic(
-            id=id_,
-            connection_id=connection,
-            schema=schema,
-            name=name,
-            kind=kind,
-            row_estimate=rows,
-            comment=comment,
-            removed=removed_at is not None,
-            removed_at=removed_at,
+        .where(CatalogSchema.connection_id == connection_id, *live)
+        .group_by(CatalogSchema.id, CatalogSchema.name)
+        .order_by(CatalogSchema.name)
+    ).all()
+    tables: list[TablePublic] = []
+    skip = page.offset
+    for schema_id, schema_name, count in schemas:
+        wanted = page.limit - len(tables)
+        if wanted <= 0:
+            break
+        if skip >= count:
+            skip -= count
+            continue
+        # Plain columns, not ORM objects: a page costs its query, not 1000 instances.
+        rows = session.execute(
+            select(
+                CatalogTable.id,
+                CatalogTable.connection_id,
+                CatalogTable.name,
+                CatalogTable.kind,
+                CatalogTable.row_estimate,
+                CatalogTable.comment,
+                CatalogTable.removed_at,
+            )
+            .where(CatalogTable.schema_id == schema_id, *live)
+            .order_by(CatalogTable.name)
+            .limit(wanted)
+            .offset(skip)
         )
-        for id_, connection, schema, name, kind, rows, comment, removed_at in page.rows(
-            session, query
+        skip = 0
+        tables.extend(
+            TablePublic(
+                id=id_,
+                connection_id=connection,
+                schema=schema_name,
+                name=name,
+                kind=kind,
+                row_estimate=estimate,
+                comment=comment,
+                removed=removed_at is not None,
+                removed_at=removed_at,
+            )
+            for id_, connection, name, kind, estimate, comment, removed_at in rows
         )
-    ]
-    return Paged(tables, page.total(session, query))
+    return Paged(tables, sum(count for _, _, count in schemas))
 
 
 def get_table(session: Session, table_id: int) -> TableDetail:
