@@ -33,18 +33,27 @@ def list_tables(
 
     A page is read schema by schema through the (schema_id, name) key, which returns each
     schema's tables in name order: no sort of every table of the connection for each page
-    (on a 20,000-table catalog: PostgreSQL 25-30 ms a page sorted, SQLite 16-30 ms). The
+    (a 1000-table page of a 20,000-table catalog on PostgreSQL: 72 ms sorted, 35 ms so). The
     count per schema gives the total and tells which schemas the page falls in.
     """
     get_connection(session, connection_id)
     live = () if include_removed else (CatalogTable.removed_at.is_(None),)
-    schemas = session.execute(
-        select(CatalogSchema.id, CatalogSchema.name, func.count(CatalogTable.id))
-        .join(CatalogTable, CatalogTable.schema_id == CatalogSchema.id)
-        .where(CatalogSchema.connection_id == connection_id, *live)
-        .group_by(CatalogSchema.id, CatalogSchema.name)
-        .order_by(CatalogSchema.name)
-    ).all()
+    names = dict(
+        session.execute(
+            select(CatalogSchema.id, CatalogSchema.name)
+            .where(CatalogSchema.connection_id == connection_id)
+            .order_by(CatalogSchema.name)
+        ).all()
+    )
+    # Counted on the key's leading column (no table rows read unless removed ones are left out).
+    counts = dict(
+        session.execute(
+            select(CatalogTable.schema_id, func.count())
+            .where(CatalogTable.schema_id.in_(list(names)), *live)
+            .group_by(CatalogTable.schema_id)
+        ).all()
+    )
+    schemas = [(schema_id, name, counts.get(schema_id, 0)) for schema_id, name in names.items()]
     tables: list[TablePublic] = []
     skip = page.offset
     for schema_id, schema_name, count in schemas:
@@ -85,7 +94,7 @@ def list_tables(
             )
             for id_, connection, name, kind, estimate, comment, removed_at in rows
         )
-    return Paged(tables, sum(count for _, _, count in schemas))
+    return Paged(tables, sum(counts.values()))
 
 
 def get_table(session: Session, table_id: int) -> TableDetail:
