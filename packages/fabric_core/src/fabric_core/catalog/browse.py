@@ -31,70 +31,80 @@ def list_tables(
 ) -> Paged[TablePublic]:
     """Tables and views of a connection, ordered by schema and name.
 
-    A page is read schema by schema through the (schema_id, name) key, which returns each
-    schema's tables in name order: no sort of every table of the connection for each page
-    (a 1000-table page of a 20,000-table catalog on PostgreSQL: 72 ms sorted, 35 ms so). The
-    count per schema gives the total and tells which schemas the page falls in.
+    The count of tables per schema gives the total and the schemas a page falls in; only
+    their tables are read and ordered. A page within one schema walks the (schema_id, name)
+    key in order, with no sort at all: a 1000-table page of a 20,000-table catalog on
+    PostgreSQL took 72 ms sorting every table, 35 ms so. Three statements, however many
+    schemas there are.
     """
     get_connection(session, connection_id)
     live = () if include_removed else (CatalogTable.removed_at.is_(None),)
-    names = dict(
-        session.execute(
-            select(CatalogSchema.id, CatalogSchema.name)
-            .where(CatalogSchema.connection_id == connection_id)
-            .order_by(CatalogSchema.name)
-        ).all()
+    # Each schema's count on the key's leading column (no table rows read unless removed ones
+    # are left out).
+    counted = (
+        select(func.count())
+        .where(CatalogTable.schema_id == CatalogSchema.id, *live)
+        .correlate(CatalogSchema)
+        .scalar_subquery()
     )
-    # Counted on the key's leading column (no table rows read unless removed ones are left out).
-    counts = dict(
-        session.execute(
-            select(CatalogTable.schema_id, func.count())
-            .where(CatalogTable.schema_id.in_(list(names)), *live)
-            .group_by(CatalogTable.schema_id)
-        ).all()
+    schemas = session.execute(
+        select(CatalogSchema.id, CatalogSchema.name, counted)
+        .where(CatalogSchema.connection_id == connection_id)
+        .order_by(CatalogSchema.name)
+    ).all()
+    names = {schema_id: name for schema_id, name, _ in schemas}
+    counts = {schema_id: count for schema_id, _, count in schemas}
+    spanned: list[int] = []
+    skip = page.offset  # of the page's first row, within the first schema it falls in
+    start = 0
+    for schema_id in names:
+        count = counts.get(schema_id, 0)
+        if start + count > page.offset and start < page.offset + page.limit:
+            if not spanned:
+                skip = page.offset - start
+            spanned.append(schema_id)
+        start += count
+    if not spanned:
+        return Paged([], start)
+    query = (
+        select(
+            CatalogTable.id,
+            CatalogTable.connection_id,
+            CatalogTable.schema_id,
+            CatalogTable.name,
+            CatalogTable.kind,
+            CatalogTable.row_estimate,
+            CatalogTable.comment,
+            CatalogTable.removed_at,
+        )
+        .where(CatalogTable.schema_id.in_(spanned), *live)
+        .limit(page.limit)
+        .offset(skip)
     )
-    schemas = [(schema_id, name, counts.get(schema_id, 0)) for schema_id, name in names.items()]
-    tables: list[TablePublic] = []
-    skip = page.offset
-    for schema_id, schema_name, count in schemas:
-        wanted = page.limit - len(tables)
-        if wanted <= 0:
-            break
-        if skip >= count:
-            skip -= count
-            continue
-        # Plain columns, not ORM objects: a page costs its query, not 1000 instances.
-        rows = session.execute(
-            select(
-                CatalogTable.id,
-                CatalogTable.connection_id,
-                CatalogTable.name,
-                CatalogTable.kind,
-                CatalogTable.row_estimate,
-                CatalogTable.comment,
-                CatalogTable.removed_at,
-            )
-            .where(CatalogTable.schema_id == schema_id, *live)
-            .order_by(CatalogTable.name)
-            .limit(wanted)
-            .offset(skip)
+    if len(spanned) == 1:
+        query = query.order_by(CatalogTable.name)
+    else:
+        query = query.join(CatalogSchema, CatalogSchema.id == CatalogTable.schema_id).order_by(
+            CatalogSchema.name, CatalogTable.name
         )
-        skip = 0
-        tables.extend(
-            TablePublic(
-                id=id_,
-                connection_id=connection,
-                schema=schema_name,
-                name=name,
-                kind=kind,
-                row_estimate=estimate,
-                comment=comment,
-                removed=removed_at is not None,
-                removed_at=removed_at,
-            )
-            for id_, connection, name, kind, estimate, comment, removed_at in rows
+    # Plain columns, not ORM objects: a page costs its query, not 1000 instances.
+    tables = [
+        TablePublic(
+            id=id_,
+            connection_id=connection,
+            schema=names[schema_id],
+            name=name,
+            kind=kind,
+            row_estimate=estimate,
+            comment=comment,
+            removed=removed_at is not None,
+            removed_at=removed_at,
         )
-    return Paged(tables, sum(counts.values()))
+        for id_, connection, schema_id, name, kind, estimate, comment, removed_at in (
+            session.execute(query)
+        )
+    ]
+    return Paged(tables, start)
 
 
 def get_table(session: Session, table_id: int) -> TableDetail:
