@@ -22,7 +22,9 @@ What it does:
    ``get_table_comment``; ``--reflect-sample K`` reflects K evenly spaced tables and
    extrapolates linearly), then
    - ``inprocess``: in a child process (its ``ru_maxrss`` is the sync's own) migrates a fresh
-     SQLite metadata DB, registers each source and runs ``sync_connection`` twice;
+     SQLite metadata DB, starts as the sync service does (its work and the SQL drivers
+     loaded, the start-up objects frozen out of the garbage collector), registers each source
+     and runs ``sync_connection`` twice;
    - ``service``: starts the gateway, the sync service and the dataset service as ``fabric up``
      does (``bench/service_stack.py``: own processes, free loopback ports, FABRIC_HOME in a
      temporary directory, the metadata DB migrated first) on a fresh SQLite file and/or a fresh
@@ -40,6 +42,7 @@ What it does:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import resource
@@ -227,6 +230,18 @@ def _sync_child(metadata_url: str, database: str, expected: dict[str, int], conn
         conn.close()
 
 
+def _start_like_the_sync_service() -> None:
+    """What the sync service does before its first job: load the work and the SQL drivers,
+    then leave the start-up objects out of the garbage collector."""
+    from fabric_core.connectors import get_connector
+    from fabric_core.job_kinds import SYNC
+
+    SYNC.work_function()
+    for source_kind in SYNC.source_kinds_at_start:
+        get_connector(source_kind)
+    gc.freeze()
+
+
 def _run_syncs(metadata_url: str, database: str, expected: dict[str, int]) -> dict[str, Any]:
     from fabric_core.catalog.sync import sync_connection
     from fabric_core.connectors.base import ConnectionSpec
@@ -239,6 +254,7 @@ def _run_syncs(metadata_url: str, database: str, expected: dict[str, int]) -> di
     upgrade_database(engine)
     migrate_seconds = time.perf_counter() - started
     session_factory = create_session_factory(engine)
+    _start_like_the_sync_service()
     with session_factory() as session, session.begin():
         row = Connection(
             name=database,

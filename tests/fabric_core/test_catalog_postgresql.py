@@ -314,6 +314,72 @@ def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime
     assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
 
 
+def test_defaults_read_as_postgresql_spells_them_with_their_table(pg_runtime, pg_database):
+    """Defaults are deparsed without their table, except generated columns' expressions,
+    which name columns: every kind comes out as ``pg_get_expr(adbin, adrelid)`` spells it."""
+    database = pg_database()
+    pg_execute(
+        database,
+        """
+        CREATE SCHEMA "Shop Floor";
+        CREATE SEQUENCE "Shop Floor"."line numbers";
+        CREATE TABLE "Shop Floor".lines (
+            id serial PRIMARY KEY,
+            line bigint DEFAULT nextval('"Shop Floor"."line numbers"'),
+            qty integer NOT NULL DEFAULT 1,
+            price numeric(10, 2) DEFAULT 0.5,
+            total numeric GENERATED ALWAYS AS (qty * price) STORED,
+            label text GENERATED ALWAYS AS (upper(("Shop Floor".lines.id)::text)) STORED,
+            at timestamptz DEFAULT (now() AT TIME ZONE 'UTC') + interval '1 day',
+            flags text[] DEFAULT ARRAY['a', 'b'],
+            plain text
+        );
+        """,
+    )
+    connection_id = _register(pg_runtime, database)
+    stats = sync(pg_runtime, connection_id)
+    assert stats.columns_added == 9
+    stored = columns_of(tables_by_name(pg_runtime, connection_id)[("Shop Floor", "lines")])
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as source:
+        spelled = dict(
+            source.execute(
+                """SELECT a.attname, pg_get_expr(d.adbin, d.adrelid)
+                FROM pg_attribute a LEFT JOIN pg_attrdef d
+                  ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = '"Shop Floor".lines'::regclass AND a.attnum > 0"""
+            ).fetchall()
+        )
+    assert {name: column.default for name, column in stored.items()} == spelled
+    assert spelled["total"] == "((qty)::numeric * price)" and spelled["plain"] is None
+    assert "nextval" in spelled["id"] and "line numbers" in spelled["line"]
+
+
+def test_a_table_never_analyzed_is_estimated_by_its_live_rows(pg_runtime, pg_database):
+    database = pg_database()
+    pg_execute(
+        database,
+        """
+        CREATE TABLE fresh (id integer);
+        INSERT INTO fresh SELECT generate_series(1, 40);
+        CREATE TABLE empty_one (id integer);
+        """,
+    )
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as source:
+        # PostgreSQL 14 and later mark a table never vacuumed nor analyzed with -1.
+        never = source.execute(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('fresh', 'empty_one')"
+            " AND reltuples < 0"
+        ).fetchone()
+        assert never == (2,)
+        # Statistics reach the cumulative system a moment after the writing transaction.
+        source.execute("SELECT pg_stat_force_next_flush()")
+    connection_id = _register(pg_runtime, database)
+    sync(pg_runtime, connection_id)
+    tables = tables_by_name(pg_runtime, connection_id)
+    assert tables[("public", "fresh")].row_estimate == 40
+    assert tables[("public", "empty_one")].row_estimate == 0
+
+
 def test_new_tables_and_columns_carry_the_sync_time_exactly_as_the_orm_stores_it(
     pg_runtime, source_db
 ):

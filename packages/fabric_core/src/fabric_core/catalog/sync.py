@@ -27,6 +27,7 @@ from fabric_core.catalog.harvest import (
     LogicalType,
 )
 from fabric_core.circuits import CircuitBreaker, source_call
+from fabric_core.collector import collector_paused
 from fabric_core.connectors import get_connector
 from fabric_core.connectors.base import ConnectionSpec
 from fabric_core.models import CatalogColumn, CatalogSchema, CatalogTable, Connection, utcnow
@@ -95,6 +96,19 @@ def sync_connection(
     Returns:
         Counts of added, changed and removed tables and columns.
     """
+    with collector_paused():
+        return _sync(session_factory, connection_id, spec, timeout, check_stop, circuits, job_id)
+
+
+def _sync(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    spec: ConnectionSpec,
+    timeout: float,
+    check_stop: StopCheck | None,
+    circuits: CircuitBreaker | None,
+    job_id: str | None,
+) -> SyncStats:
     started = time.perf_counter()
     with session_factory() as session:
         known = _load_known(

@@ -53,12 +53,24 @@ def _within_deadline(method: Callable[..., Any]) -> Callable[..., Any]:
     return bounded
 
 
+def _streaming_within_deadline(method: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
+    """``stream`` of a cursor: the whole iteration under one deadline, as an ``execute``
+    and its fetches are."""
+
+    @wraps(method)
+    def bounded(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with deadline(self.connection, self.deadline_seconds):
+            yield from method(self, *args, **kwargs)
+
+    return bounded
+
+
 @lru_cache
 def deadline_cursor_factories(seconds: float) -> tuple[type, type]:
     """Cursor classes (client-side, server-side) whose calls to the server have a deadline.
 
-    A client-side cursor talks to the server only in ``execute``; a server-side one in each
-    fetch too.
+    A client-side cursor talks to the server in ``execute`` and while it ``stream``s; a
+    server-side one in each fetch too.
     """
     client_side = type(
         "DeadlineCursor",
@@ -67,6 +79,7 @@ def deadline_cursor_factories(seconds: float) -> tuple[type, type]:
             "deadline_seconds": seconds,
             "execute": _within_deadline(psycopg.Cursor.execute),
             "executemany": _within_deadline(psycopg.Cursor.executemany),
+            "stream": _streaming_within_deadline(psycopg.Cursor.stream),
         },
     )
     calls = ("execute", "fetchone", "fetchmany", "fetchall")

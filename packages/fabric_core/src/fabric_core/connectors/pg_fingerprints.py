@@ -51,12 +51,13 @@ WHERE classoid = 'pg_class'::regclass AND objsubid > 0 AND objoid IN ({_RELATION
 GROUP BY objoid
 """
 # A foreign key's target is named by its schema, table and columns: a rename of any of them
-# changes what the catalog stores of this table.
+# changes what the catalog stores of this table. (A primary key has no target: no lookup.)
 _KEYS_PART = f"""
 SELECT con.conrelid, sum(hashtextextended(concat_ws('.',
          con.conname, con.xmin, fn.xmin, fc.relname, fc.relnamespace,
-         (SELECT string_agg(fa.xmin::text, '.' ORDER BY fa.attnum) FROM pg_attribute fa
-          WHERE fa.attrelid = con.confrelid AND fa.attnum = ANY(con.confkey))), 0))
+         CASE WHEN con.contype = 'f' THEN
+           (SELECT string_agg(fa.xmin::text, '.' ORDER BY fa.attnum) FROM pg_attribute fa
+            WHERE fa.attrelid = con.confrelid AND fa.attnum = ANY(con.confkey)) END), 0))
 FROM pg_constraint con
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
