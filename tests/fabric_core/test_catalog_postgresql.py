@@ -314,6 +314,42 @@ def test_new_columns_are_stored_exactly_and_the_stats_time_each_phase(pg_runtime
     assert counters(sync(pg_runtime, connection_id)) == dict.fromkeys(counters(stats), 0)
 
 
+def test_a_sync_runs_with_the_cyclic_collector_paused(pg_runtime, source_db):
+    """Its objects form no cycles: the collector, eager here, never runs during a sync."""
+    import gc
+    import sys
+
+    from fabric_core.catalog.sync import _sync, sync_connection
+    from fabric_core.connections import connection_spec, get_connection
+
+    connection_id = _register(pg_runtime, source_db)
+    with pg_runtime.session_factory() as session:
+        spec = connection_spec(
+            get_connection(session, connection_id), pg_runtime.box, pg_runtime.source_policy
+        )
+    collections: list[int] = []
+    sync_body = _sync.__code__
+
+    def count(phase: str, info: dict) -> None:
+        frame = sys._getframe()
+        while frame is not None and frame.f_code is not sync_body:
+            frame = frame.f_back
+        if phase == "start" and frame is not None:
+            collections.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    gc.callbacks.append(count)
+    try:
+        stats = sync_connection(pg_runtime.session_factory, connection_id, spec, timeout=5)
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*thresholds)
+    assert stats.tables_added == 5
+    assert collections == []
+    assert gc.isenabled()
+
+
 def test_defaults_read_as_postgresql_spells_them_with_their_table(pg_runtime, pg_database):
     """Defaults are deparsed without their table, except generated columns' expressions,
     which name columns: every kind comes out as ``pg_get_expr(adbin, adrelid)`` spells it."""
