@@ -1,9 +1,10 @@
-"""PostgreSQL sources: harvested from ``pg_catalog`` in a few bulk queries."""
+"""PostgreSQL sources: the connector (connections, errors, types, reading rows); the
+catalog harvest is in ``pg_harvest``."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -11,17 +12,13 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
 from fabric_core.catalog.harvest import (
-    ForeignKeyTarget,
     HarvestedCatalog,
-    HarvestedColumn,
-    HarvestedTable,
     KnownTable,
     LogicalType,
-    SchemaFilter,
 )
 from fabric_core.connectors.base import ConnectionSpec, error_detail, open_source, source_error
 from fabric_core.connectors.pg_deadline import deadline_cursor_factories, deadline_seconds
-from fabric_core.connectors.pg_fingerprints import table_fingerprints
+from fabric_core.connectors.pg_harvest import harvest_catalog
 from fabric_core.connectors.sql import SqlConnector
 from fabric_core.errors import SourceAuthError, SourceError, SourceUnreachableError
 
@@ -124,101 +121,6 @@ def server_version(connection: Connection) -> str:
     return connection.execute(text("SHOW server_version")).scalar_one()
 
 
-_SCHEMAS_SQL = """
-SELECT n.oid, n.nspname FROM pg_namespace n
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-ORDER BY n.nspname
-"""
-
-# pg_stat_get_live_tuples, not the pg_stat_all_tables view: the view computes a dozen
-# statistics for every table, and only tables never analyzed need the one.
-_TABLES_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relkind,
-       CASE WHEN c.relkind IN ('v', 'm') THEN NULL
-            WHEN c.reltuples >= 0 THEN c.reltuples::bigint
-            ELSE pg_stat_get_live_tuples(c.oid) END AS row_estimate,
-       d.description
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-WHERE c.relnamespace = ANY(%(schema_oids)s)
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
-"""
-
-_COLUMNS_SQL = """
-SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS native_type,
-       COALESCE(bt.typname, t.typname) AS type_name,
-       COALESCE(bt.typcategory, t.typcategory) AS type_category,
-       a.attnotnull, pg_get_expr(ad.adbin, {default_relation}) AS default_expr, d.description
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-LEFT JOIN pg_description d
-  ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
-WHERE c.relnamespace = ANY(%(schema_oids)s)
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
-  AND a.attnum > 0 AND NOT a.attisdropped
-  AND (CAST(%(relids)s AS oid[]) IS NULL OR c.oid = ANY(CAST(%(relids)s AS oid[])))
-"""  # no ORDER BY: sorting 40k rows spills to disk at the default work_mem; Python sorts
-
-# Column rows Python receives at a time while the server goes on reading (libpq 17's
-# chunked rows; psycopg's binary wheels bring their own libpq).
-STREAM_ROWS = 2000
-_CHUNKED_ROWS_SINCE = 170000
-
-# One row per key column; for foreign keys also the referenced column, wherever it lives
-# (looked up by its key: a join hashed all of pg_attribute, most of the query's time).
-_KEYS_SQL = """
-SELECT con.conrelid, con.contype, k.attnum, fn.nspname, fc.relname,
-       (SELECT fa.attname FROM pg_attribute fa
-        WHERE fa.attrelid = con.confrelid AND fa.attnum = k.fattnum)
-FROM pg_constraint con
-JOIN pg_class c ON c.oid = con.conrelid
-CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(attnum, fattnum)
-LEFT JOIN pg_class fc ON fc.oid = con.confrelid
-LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-WHERE con.contype IN ('p', 'f') AND c.relnamespace = ANY(%(schema_oids)s)
-  AND (CAST(%(relids)s AS oid[]) IS NULL OR c.oid = ANY(CAST(%(relids)s AS oid[])))
-ORDER BY con.contype DESC, con.conname
-"""
-
-
-_TYPE_NAMES = {
-    "int2": LogicalType.INTEGER,
-    "int4": LogicalType.INTEGER,
-    "int8": LogicalType.INTEGER,
-    "oid": LogicalType.INTEGER,
-    "float4": LogicalType.FLOAT,
-    "float8": LogicalType.FLOAT,
-    "numeric": LogicalType.DECIMAL,
-    "money": LogicalType.DECIMAL,
-    "bool": LogicalType.BOOLEAN,
-    "date": LogicalType.DATE,
-    "timestamp": LogicalType.DATETIME,
-    "timestamptz": LogicalType.DATETIME,
-    "time": LogicalType.TIME,
-    "timetz": LogicalType.TIME,
-    "bytea": LogicalType.BINARY,
-    "json": LogicalType.JSON,
-    "jsonb": LogicalType.JSON,
-    "uuid": LogicalType.STRING,
-}
-
-
-def logical_type(type_name: str, type_category: str) -> LogicalType:
-    if type_category == "A":
-        return LogicalType.ARRAY
-    if type_name in _TYPE_NAMES:
-        return _TYPE_NAMES[type_name]
-    if type_category in ("S", "E"):  # strings and enums
-        return LogicalType.STRING
-    return LogicalType.OTHER
-
-
 # The same vocabulary for types as ``format_type`` spells them (what the catalog records).
 _FORMAT_NAMES = {
     **dict.fromkeys(("smallint", "integer", "bigint", "oid"), LogicalType.INTEGER),
@@ -245,123 +147,6 @@ def native_logical_type(native_type: str) -> LogicalType:
         return LogicalType.ARRAY
     base = " ".join(_TYPE_MODIFIER.sub("", native_type).split())
     return _FORMAT_NAMES.get(base, LogicalType.OTHER)
-
-
-def harvest_catalog(
-    connection: Connection,
-    spec,
-    schema_filter: SchemaFilter,
-    known: Mapping[tuple[str, str], KnownTable] | None = None,
-) -> HarvestedCatalog:
-    """The catalog in a few bulk queries. With ``known`` (what the last sync stored), a table
-    whose fingerprint has not changed is returned with ``unchanged_columns`` set, its columns
-    not read again."""
-    rows, streamed_rows = _driver_rows(connection)
-    schemas = [(oid, name) for oid, name in rows(_SCHEMAS_SQL, {}) if schema_filter.accepts(name)]
-    params: dict[str, Any] = {"schema_oids": [oid for oid, _ in schemas], "relids": None}
-
-    tables: dict[int, HarvestedTable] = {}
-    for oid, schema, name, relkind, row_estimate, comment in rows(_TABLES_SQL, params):
-        kind = "view" if relkind in ("v", "m") else "table"
-        tables[oid] = HarvestedTable(schema, name, kind, row_estimate, comment)
-
-    for relid, (count, fingerprint) in table_fingerprints(rows, params["schema_oids"]).items():
-        table = tables.get(relid)
-        if table is None:
-            continue
-        table.fingerprint = fingerprint
-        previous = known and known.get((table.schema, table.name))
-        if previous and previous.fingerprint == fingerprint:
-            table.unchanged_columns = count
-    if known:
-        params["relids"] = [oid for oid, t in tables.items() if t.unchanged_columns is None]
-        if not params["relids"]:
-            return HarvestedCatalog([name for _, name in schemas], list(tables.values()))
-
-    primary_keys: set[tuple[int, int]] = set()
-    foreign_keys: dict[tuple[int, int], ForeignKeyTarget] = {}
-    for relid, contype, attnum, f_schema, f_table, f_column in rows(_KEYS_SQL, params):
-        if contype == "p":
-            primary_keys.add((relid, attnum))
-        elif (relid, attnum) not in foreign_keys and f_column is not None:
-            foreign_keys[(relid, attnum)] = ForeignKeyTarget(f_schema, f_table, f_column)
-
-    # A catalog has few distinct types: each one's logical type is worked out once.
-    logical_types: dict[tuple[str, str], LogicalType] = {}
-    for (
-        relid,
-        attnum,
-        name,
-        native_type,
-        type_name,
-        type_category,
-        not_null,
-        default,
-        comment,
-    ) in streamed_rows(_columns_sql(connection), params):
-        table = tables.get(relid)
-        if table is None or table.unchanged_columns is not None:
-            continue
-        type_key = (type_name, type_category)
-        logical = logical_types.get(type_key)
-        if logical is None:
-            logical = logical_types[type_key] = logical_type(type_name, type_category)
-        key = (relid, attnum)
-        table.columns.append(
-            HarvestedColumn(
-                name,
-                attnum,
-                native_type,
-                logical,
-                not not_null,
-                default,
-                key in primary_keys,
-                foreign_keys.get(key),
-                comment,
-            )
-        )
-    for table in tables.values():
-        if table.unchanged_columns is None:
-            table.columns.sort(key=_ordinal)
-    return HarvestedCatalog(schemas=[name for _, name in schemas], tables=list(tables.values()))
-
-
-def _driver_rows(connection: Connection):
-    """Two ways to run a query on the driver's own cursor (its deadline included), giving
-    plain tuples: 40,000 column rows skip SQLAlchemy's row objects, a quarter of the
-    harvest's time. ``rows`` returns them all; ``streamed_rows`` yields them as they arrive,
-    so Python turns them into columns while the server still reads the catalog."""
-    driver = connection.connection.driver_connection
-
-    def rows(query: str, params: dict[str, Any]) -> list[tuple]:
-        with driver.cursor() as cursor:
-            cursor.execute(query, params)
-            return cursor.fetchall()
-
-    def streamed_rows(query: str, params: dict[str, Any]) -> Iterator[tuple]:
-        if psycopg.pq.version() < _CHUNKED_ROWS_SINCE:  # one row at a time is slower still
-            yield from rows(query, params)
-            return
-        with driver.cursor() as cursor:
-            yield from cursor.stream(query, params, size=STREAM_ROWS)
-
-    return rows, streamed_rows
-
-
-def _columns_sql(connection: Connection) -> str:
-    """A default is deparsed without its table (relation 0) unless it is a generated
-    column's expression, the only kind that may name columns: the server then skips looking
-    up the table for each default, a third of the query's time. PostgreSQL 11 has no
-    generated columns."""
-    if connection.connection.driver_connection.info.server_version >= 120000:
-        default_relation = "CASE WHEN a.attgenerated = '' THEN 0 ELSE ad.adrelid END"
-    else:
-        default_relation = "0"
-    return _COLUMNS_SQL.format(default_relation=default_relation)
-
-
-def _ordinal(column: HarvestedColumn) -> int:
-    return column.ordinal
 
 
 def libpq_dsn(spec, timeout: float) -> str:
@@ -456,7 +241,7 @@ class PostgreSQLConnector(SqlConnector):
         known: Mapping[tuple[str, str], KnownTable] | None = None,
     ) -> HarvestedCatalog:
         with open_source(spec, timeout) as connection:
-            return harvest_catalog(connection, spec, spec.schema_filter, known)
+            return harvest_catalog(connection, spec, spec.schema_filter, known, timeout=timeout)
 
     read_batches = staticmethod(read_batches)
 
