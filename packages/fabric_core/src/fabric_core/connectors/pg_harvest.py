@@ -8,6 +8,7 @@ read the fingerprints first and only the columns of the tables whose fingerprint
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -151,7 +152,7 @@ def harvest_catalog(
     if snapshot is not None:
         with ThreadPoolExecutor(1, thread_name_prefix="pg-harvest") as beside:
             other_half = beside.submit(_on_snapshot, spec, timeout, snapshot, schema_oids)
-            by_key = _read_columns(reader, schema_oids, None, tables)
+            _read_columns(reader, schema_oids, None, tables)
             read_beside = other_half.result()
         fingerprints, keys = read_beside or _fingerprints_and_keys(reader, schema_oids, None)
         _set_fingerprints(tables, fingerprints, known)
@@ -161,9 +162,9 @@ def harvest_catalog(
         if not relids:
             return HarvestedCatalog(schema_names, list(tables.values()))
         keys = reader.rows(_KEYS_SQL, {"schema_oids": schema_oids, "relids": relids})
-        by_key = _read_columns(reader, schema_oids, relids, tables)
+        _read_columns(reader, schema_oids, relids, tables)
 
-    _set_keys(by_key, keys)
+    _set_keys(tables, keys)
     for table in tables.values():
         if table.unchanged_columns is None:
             table.columns.sort(key=_ordinal)
@@ -200,10 +201,9 @@ def _read_columns(
     schema_oids: list[int],
     relids: list[int] | None,
     tables: dict[int, HarvestedTable],
-) -> dict[tuple[int, int], HarvestedColumn]:
+) -> None:
     """Reads the columns of ``relids`` (all when None) into their tables, keys not yet
-    marked; returns them by (table oid, column number)."""
-    by_key: dict[tuple[int, int], HarvestedColumn] = {}
+    marked."""
     # A catalog has few distinct types: each one's logical type is worked out once.
     logical_types: dict[tuple[str, str], LogicalType] = {}
     params = {"schema_oids": schema_oids, "relids": relids}
@@ -229,20 +229,28 @@ def _read_columns(
             name, attnum, native_type, logical, not not_null, default, comment=comment
         )
         table.columns.append(column)
-        by_key[relid, attnum] = column
-    return by_key
 
 
-def _set_keys(by_key: dict[tuple[int, int], HarvestedColumn], keys: list[KeyRow]) -> None:
-    # Primary keys come first; a column in several foreign keys shows the first by name.
-    for relid, contype, attnum, f_schema, f_table, f_column in keys:
-        column = by_key.get((relid, attnum))
-        if column is None:
+def _set_keys(tables: dict[int, HarvestedTable], keys: list[KeyRow]) -> None:
+    """Marks the key columns. Columns are looked up table by table: one index of all
+    400,000 columns of a large catalog held 60 MB more at the harvest's peak."""
+    keys_by_table: dict[int, list[KeyRow]] = defaultdict(list)
+    for row in keys:
+        keys_by_table[row[0]].append(row)
+    for relid, rows in keys_by_table.items():
+        table = tables.get(relid)
+        if table is None or table.unchanged_columns is not None:
             continue
-        if contype == "p":
-            column.primary_key = True
-        elif column.foreign_key is None and f_column is not None:
-            column.foreign_key = ForeignKeyTarget(f_schema, f_table, f_column)
+        columns = {column.ordinal: column for column in table.columns}
+        # Primary keys come first; a column in several foreign keys shows the first by name.
+        for _relid, contype, attnum, f_schema, f_table, f_column in rows:
+            column = columns.get(attnum)
+            if column is None:
+                continue
+            if contype == "p":
+                column.primary_key = True
+            elif column.foreign_key is None and f_column is not None:
+                column.foreign_key = ForeignKeyTarget(f_schema, f_table, f_column)
 
 
 def _fingerprints_and_keys(
