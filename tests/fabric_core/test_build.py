@@ -118,3 +118,45 @@ def test_a_write_error_fails_the_job_and_removes_what_was_written(runtime, sourc
     assert ended.status == "failed" and "part-00001.parquet" in ended.error
     folder = Path(runtime.storage.dataset_dir("doomed"))
     assert not any(folder.rglob("*.parquet")) and not any(folder.rglob("_manifest.json"))
+
+
+def test_a_conversion_that_became_impossible_after_the_request_fails_the_job_by_name(
+    runtime, tmp_path
+):
+    """The catalog checked at the request may change before the build runs: a unified
+    column retyped to one its sources do not convert to fails the job, naming the column,
+    before anything is read or written."""
+    from fabric_core import mapping
+    from fabric_core.schemas import ColumnMappingCreate, UnifiedColumnCreate, UnifiedColumnUpdate
+
+    path = tmp_path / "days.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE visits (id INTEGER PRIMARY KEY, day DATE);"
+            "INSERT INTO visits VALUES (1, '2024-01-02'), (2, '2024-03-04');"
+        )
+    connection.close()
+    connection_id = register(runtime, name="days", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    table = tables_by_name(runtime, connection_id)[("main", "visits")]
+    with runtime.session_factory.begin() as session:
+        unified = mapping.create_unified_column(
+            session, UnifiedColumnCreate(name="visited_on", logical_type="date")
+        )
+        column_id = next(c.id for c in table.columns if c.name == "day")
+        mapping.create_column_mapping(
+            session, ColumnMappingCreate(column_id=column_id, unified_column_id=unified.id)
+        )
+        unified_id = unified.id
+    request = DatasetRequest(name="visits", selection_mode="tables", selected_tables=[table.id])
+    with runtime.session_factory.begin() as session:
+        job, _ = queue_dataset(session, request, runtime.box, orchestrator="test")
+    with runtime.session_factory.begin() as session:
+        mapping.update_unified_column(session, unified_id, UnifiedColumnUpdate(logical_type="time"))
+
+    run_job(DATASET, runtime, job.id)
+    with runtime.session_factory() as session:
+        ended = get_job(session, job.id)
+    assert ended.status == "failed"
+    assert "days.main.visits.day (date to time)" in ended.error
+    assert not any(Path(runtime.storage.dataset_dir("visits")).rglob("*.parquet"))

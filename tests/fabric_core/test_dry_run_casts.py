@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-from fabric_core.datasets.dry_run import cast_can_fail, cast_supported
+from fabric_core.datasets.casts import cast_can_fail, cast_supported
 from fabric_core.datasets.plan import OutputColumn
 from fabric_core.datasets.transform import cast_expr
 from fabric_core.datasets.types import polars_dtype

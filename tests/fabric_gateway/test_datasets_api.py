@@ -344,6 +344,44 @@ def test_virtual_dataset_stores_the_definition_only(api, catalog, s3_server, s3_
     assert rows["row_count"] == 9
 
 
+def _unified_id(api, name: str) -> int:
+    (unified,) = [u for u in api.get("/api/unified-columns").json() if u["name"] == name]
+    return unified["id"]
+
+
+def test_a_conversion_the_build_does_not_have_is_refused_up_front(api, catalog):
+    """Datetimes mapped to a boolean: the build, the preview and the rows of a virtual
+    dataset answer 422 naming each such column; the plan shows them unsupported."""
+    virtual = api.post(
+        "/api/datasets/unified", json=_request(catalog, name="people_live", storage_type="virtual")
+    ).json()
+    assert wait_for_job(api, virtual["dag_run_id"])["status"] == "success"
+    retyped = api.patch(
+        f"/api/unified-columns/{_unified_id(api, 'signed_up')}", json={"logical_type": "boolean"}
+    )
+    assert retyped.status_code == 200, retyped.text
+    shop = f"maria_shop.{_schema(api, catalog['my'])}.clients"
+
+    build = api.post("/api/datasets/unified", json=_request(catalog))
+    assert build.status_code == 422, build.text
+    detail = build.json()["detail"]
+    assert "pg_crm.crm.customers.signup (datetime to boolean)" in detail
+    assert f"{shop}.created (datetime to boolean)" in detail
+    assert "billing.main.accounts.opened" not in detail  # text parses into a boolean
+    assert [d["name"] for d in api.get("/api/datasets").json()] == ["people_live"]
+
+    preview = api.post("/api/datasets/unified/preview", json={**_request(catalog), "limit": 5})
+    assert preview.status_code == 422 and "signup (datetime to boolean)" in preview.text
+    rows = api.get("/api/datasets/people_live/rows", params={"limit": 10})
+    assert rows.status_code == 422 and "signup (datetime to boolean)" in rows.text
+
+    plan = api.post("/api/datasets/unified/plan", json=_request(catalog))
+    assert plan.status_code == 200, plan.text
+    (signed_up,) = [c for c in plan.json()["columns"] if c["name"] == "signed_up"]
+    supported = {s["column"]: s["cast"]["supported"] for s in signed_up["sources"]}
+    assert supported == {"signup": False, "created": False, "opened": True}
+
+
 def test_a_failed_build_leaves_no_visible_version(api, catalog, sources, s3_server, s3_settings):
     pg_db = sources[0]
     request = _request(

@@ -22,6 +22,7 @@ from fabric_core.datasets.build import (
     mark_removed,
     write_version,
 )
+from fabric_core.datasets.casts import refuse_unsupported_casts
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.service import finish_deletions
 from fabric_core.datasets.storage import Storage
@@ -71,11 +72,13 @@ def queue_dataset(
     (``retry_policy``: see fabric_core.retry.policy_for; None: the settings' at run time).
 
     Raises:
-        InvalidInputError: the request does not fit the catalog (as a plan would say).
+        InvalidInputError: the request does not fit the catalog (as a plan would say), or
+            needs a conversion the build does not have.
         DriftRefusedError: it reads columns with open breaking drift and ``allow_drift`` is
             false.
     """
     plan = plan_dataset(session, request, box)
+    refuse_unsupported_casts(plan)
     if not allow_drift and (reasons := request_attention(session, request)):
         raise DriftRefusedError(
             f"Dataset {request.name!r} reads columns with breaking drift; fix them or build "
@@ -133,6 +136,8 @@ def dataset_work(context: JobContext, params: DatasetRequest) -> dict:
     session_factory, storage, settings = runtime.session_factory, runtime.storage, runtime.settings
     with session_factory() as session:
         plan = plan_dataset(session, request, runtime.box, runtime.source_policy)
+        # The catalog may have changed since the request was checked.
+        refuse_unsupported_casts(plan)
         context.add_secrets(secret for s in plan.sources for secret in s.spec.secrets)
         dataset = session.scalar(select(Dataset).where(Dataset.name == request.name))
         if dataset is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,12 +29,12 @@ from fabric_core.datasets.answers import (
     DatasetPlanAnswer,
     DriftWarning,
     ExistingDataset,
-    PlannedCast,
     PlannedColumn,
     PlannedSource,
     PlannedSourceColumn,
     PlannedValueMap,
 )
+from fabric_core.datasets.casts import planned_cast
 from fabric_core.datasets.diff import schema_changes
 from fabric_core.datasets.plan import (
     DatasetPlan,
@@ -44,7 +43,7 @@ from fabric_core.datasets.plan import (
     SourceTable,
     plan_dataset,
 )
-from fabric_core.datasets.types import decimal_scale, polars_dtype, type_label
+from fabric_core.datasets.types import type_label
 from fabric_core.drift.datasets import affected_datasets, request_drift
 from fabric_core.models import Dataset, DatasetVersion
 from fabric_core.schemas import DatasetRequest
@@ -62,34 +61,6 @@ TYPE_WIDTHS: dict[str, int] = {
 }
 STRING_WIDTH = 16  # text, JSON, arrays and other types, all written as text
 _DECLARED_LENGTH = re.compile(r"\(\s*(\d+)\s*\)")
-
-# Conversions that take every value of the source type (beyond these, some values may not fit
-# and become null). Text to anything but text can always fail: it is parsed.
-_SAFE = {
-    (LogicalType.INTEGER, LogicalType.FLOAT),
-    (LogicalType.INTEGER, LogicalType.DECIMAL),  # 19 digits fit in decimal(38, s<=19)
-    (LogicalType.INTEGER, LogicalType.BOOLEAN),
-    (LogicalType.DECIMAL, LogicalType.FLOAT),
-    (LogicalType.FLOAT, LogicalType.BOOLEAN),
-    (LogicalType.BOOLEAN, LogicalType.INTEGER),
-    (LogicalType.BOOLEAN, LogicalType.FLOAT),
-    (LogicalType.DATE, LogicalType.DATETIME),
-    (LogicalType.DATETIME, LogicalType.DATE),
-}
-# Conversions the build's casts (fabric_core.datasets.transform.cast_expr) do not have: a
-# build that needs one fails. Binary converts to text only.
-_UNSUPPORTED = {
-    LogicalType.BOOLEAN: {LogicalType.DECIMAL},
-    LogicalType.DECIMAL: {LogicalType.DATE, LogicalType.DATETIME, LogicalType.TIME},
-    LogicalType.DATE: {LogicalType.DECIMAL, LogicalType.BOOLEAN, LogicalType.TIME},
-    LogicalType.DATETIME: {LogicalType.DECIMAL, LogicalType.BOOLEAN},
-    LogicalType.TIME: {
-        LogicalType.DECIMAL,
-        LogicalType.BOOLEAN,
-        LogicalType.DATE,
-        LogicalType.DATETIME,
-    },
-}
 
 
 def dry_run(session: Session, request: DatasetRequest, box: SecretBox) -> DatasetPlanAnswer:
@@ -212,52 +183,6 @@ def _planned_column(
             for source, column in members
         ],
     )
-
-
-def planned_cast(column: SourceColumn, output: OutputColumn) -> PlannedCast | None:
-    """The conversion of ``column``'s values to ``output``'s type (None: they keep theirs).
-
-    A value-mapped column is text once mapped, so its conversion starts from text.
-    """
-    if column.value_map:
-        source_logical, source_dtype = LogicalType.STRING, pl.String()
-    else:
-        source_logical = LogicalType(column.logical_type)
-        source_dtype = polars_dtype(source_logical, decimal_scale(column.native_type))
-    source_label = type_label(source_logical, source_dtype)
-    target_label = type_label(output.logical_type, output.dtype)
-    if source_label == target_label:
-        return None
-    supported = cast_supported(source_logical, source_dtype, output)
-    return PlannedCast(
-        **{"from": source_label, "to": target_label},
-        can_fail=not supported or cast_can_fail(source_logical, source_dtype, output),
-        supported=supported,
-    )
-
-
-def cast_supported(source_logical: str, source_dtype: pl.DataType, output: OutputColumn) -> bool:
-    """Whether the build can convert the source type to the output's at all."""
-    if isinstance(output.dtype, pl.String) or source_dtype == output.dtype:
-        return True
-    if isinstance(source_dtype, pl.Binary):
-        return False
-    return output.logical_type not in _UNSUPPORTED.get(LogicalType(source_logical), set())
-
-
-def cast_can_fail(source_logical: str, source_dtype: pl.DataType, output: OutputColumn) -> bool:
-    """Whether some values of the source type may not fit the output's (the build nulls and
-    counts them); mirrors fabric_core.datasets.transform.cast_expr."""
-    target = output.dtype
-    if isinstance(target, pl.String):
-        return False  # everything has a text form
-    if source_dtype == target:
-        return False
-    if isinstance(source_dtype, pl.String):
-        return True  # parsed
-    if isinstance(source_dtype, pl.Decimal) and isinstance(target, pl.Decimal):
-        return (source_dtype.scale or 0) > (target.scale or 0)
-    return (source_logical, output.logical_type) not in _SAFE
 
 
 def _existing(session: Session, plan: DatasetPlan) -> ExistingDataset | None:

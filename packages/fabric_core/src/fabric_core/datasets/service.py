@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fabric_core.circuits import CircuitBreaker
 from fabric_core.crypto import SecretBox
 from fabric_core.dataset_states import DELETING
+from fabric_core.datasets.casts import refuse_unsupported_casts
 from fabric_core.datasets.plan import DatasetPlan, plan_dataset
 from fabric_core.datasets.reading import read_source
 from fabric_core.datasets.storage import Storage
@@ -226,6 +227,7 @@ def preview_request(
     # The plan is read, then the session ends: no metadata-DB connection waits on a source.
     with session_factory() as session:
         plan = plan_dataset(session, request, box, policy)
+    refuse_unsupported_casts(plan)
     return preview_plan(plan, request.limit, timeout=policy.connect_timeout, circuits=circuits)
 
 
@@ -265,7 +267,9 @@ def _version_to_read(
         raise NotFoundError(f"Dataset {name!r} has no complete version {wanted}.")
     if record.storage_type == "virtual":
         request = DatasetRequest(**record.manifest["request"])
-        return record, plan_dataset(session, request, box, policy)
+        plan = plan_dataset(session, request, box, policy)
+        refuse_unsupported_casts(plan)
+        return record, plan
     return record, None
 
 
