@@ -61,3 +61,31 @@ def test_overlapping_pauses_in_threads_turn_it_on_when_the_last_ends():
         thread.join(10)
     assert seen == {"after the first ended": False}
     assert gc.isenabled()
+
+
+def test_pauses_that_keep_overlapping_still_collect_now_and_then(monkeypatch):
+    """A pause ending while another goes on collects once the collector has been off for
+    CATCH_UP_SECONDS; the collector stays off for the pause still running."""
+    from fabric_core import collector
+
+    gc.enable()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        monkeypatch.setattr(collector, "CATCH_UP_SECONDS", 3600.0)
+        with collector_paused():
+            with collector_paused():
+                pass
+            assert collections == []  # not off for long yet
+            monkeypatch.setattr(collector, "CATCH_UP_SECONDS", 0.0)
+            with collector_paused():
+                pass
+            assert collections == [2] and not gc.isenabled()
+    finally:
+        gc.callbacks.remove(count)
+    assert gc.isenabled()

@@ -42,7 +42,9 @@ def _sessions(pg_admin: psycopg.Connection, database: str) -> int:
     """Sessions ever established to ``database``, once the count has settled (a session
     reports itself as it ends)."""
     last, settled_at = None, time.monotonic()
+    deadline = settled_at + 60
     while True:
+        assert time.monotonic() < deadline, "the count of sessions did not settle"
         pg_admin.execute("SELECT pg_stat_clear_snapshot()")
         (count,) = pg_admin.execute(
             "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)

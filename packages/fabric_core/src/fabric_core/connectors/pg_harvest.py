@@ -8,9 +8,11 @@ read the fingerprints first and only the columns of the tables whose fingerprint
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -30,6 +32,8 @@ from fabric_core.connectors.base import ConnectionSpec, open_source
 from fabric_core.connectors.pg_fingerprints import table_fingerprints
 from fabric_core.errors import SourceError
 
+logger = logging.getLogger(__name__)
+
 _SCHEMAS_SQL = """
 SELECT n.oid, n.nspname FROM pg_namespace n
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -38,11 +42,13 @@ ORDER BY n.nspname
 """
 
 # pg_stat_get_live_tuples, not the pg_stat_all_tables view: the view computes a dozen
-# statistics for every table, and only tables never analyzed need the one.
+# statistics for every table, and only tables never analyzed need the one. A foreign table
+# never analyzed has no estimate (the server counts no rows of it).
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind,
        CASE WHEN c.relkind IN ('v', 'm') THEN NULL
             WHEN c.reltuples >= 0 THEN c.reltuples::bigint
+            WHEN c.relkind = 'f' THEN NULL
             ELSE pg_stat_get_live_tuples(c.oid) END AS row_estimate,
        d.description
 FROM pg_class c
@@ -72,9 +78,9 @@ WHERE c.relnamespace = ANY(%(schema_oids)s)
 """  # no ORDER BY: sorting 40k rows spills to disk at the default work_mem; Python sorts
 
 # Column rows Python receives at a time while the server goes on reading (libpq 17's
-# chunked rows; psycopg's binary wheels bring their own libpq).
+# chunked rows; psycopg's binary wheels bring their own libpq). The statement's deadline
+# covers the whole stream, Python's work on the rows included (about 2 s at 400,000 columns).
 STREAM_ROWS = 2000
-_CHUNKED_ROWS_SINCE = 170000
 
 # One row per key column; for foreign keys also the referenced column, wherever it lives
 # (looked up by its key: a join hashed all of pg_attribute, most of the query's time).
@@ -135,13 +141,14 @@ def harvest_catalog(
     schema_filter: SchemaFilter,
     known: Mapping[tuple[str, str], KnownTable] | None = None,
     *,
-    timeout: float,
+    timeout: float | None = None,
 ) -> HarvestedCatalog:
     """The catalog in a few bulk queries. With ``known`` (what the last sync stored), a table
     whose fingerprint has not changed is returned with ``unchanged_columns`` set, its columns
-    not read again."""
+    not read again. With ``timeout`` (to open a second connection), a first harvest reads
+    the fingerprints and keys beside the columns."""
     reader = _Reader(connection)
-    snapshot = None if known else _export_snapshot(reader)
+    snapshot = None if known or timeout is None else _export_snapshot(reader)
     schemas = [
         (oid, name) for oid, name in reader.rows(_SCHEMAS_SQL, {}) if schema_filter.accepts(name)
     ]
@@ -283,17 +290,20 @@ def _on_snapshot(
     spec: ConnectionSpec, timeout: float, snapshot: str, schema_oids: list[int]
 ) -> tuple[Fingerprints, list[KeyRow]] | None:
     """The fingerprints and keys, read on a second connection on ``snapshot``; None when that
-    connection cannot be had or fails (the source's connection limit reached, say): the first
-    connection, on the same snapshot, then reads them itself."""
-    try:
-        with open_source(spec, timeout) as connection:
+    connection is refused or cannot take the snapshot (a role's connection limit, a pooler
+    that sends it to another server): the first connection, on the same snapshot, then reads
+    them itself. Errors of the reads themselves are the harvest's."""
+    with ExitStack() as opened:
+        try:
+            connection = opened.enter_context(open_source(spec, timeout))
             reader = _Reader(connection)
             with reader.driver.cursor() as cursor:
                 cursor.execute(_REPEATABLE_READ)
                 cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(snapshot))
-            return _fingerprints_and_keys(reader, schema_oids, None)
-    except (SourceError, psycopg.Error):
-        return None
+        except (SourceError, psycopg.Error) as exc:
+            logger.info("harvest on one connection: a second one was refused (%s)", exc)
+            return None
+        return _fingerprints_and_keys(reader, schema_oids, None)
 
 
 class _Reader:
@@ -311,7 +321,7 @@ class _Reader:
     def streamed_rows(self, query: str, params: dict[str, Any]) -> Iterator[tuple]:
         """The rows as they arrive, so Python turns them into columns while the server
         still reads the catalog."""
-        if psycopg.pq.version() < _CHUNKED_ROWS_SINCE:  # one row at a time is slower still
+        if not psycopg.capabilities.has_stream_chunked():  # one row at a time is slower still
             yield from self.rows(query, params)
             return
         with self.driver.cursor() as cursor:
