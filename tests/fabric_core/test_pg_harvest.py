@@ -3,6 +3,7 @@ second connection sharing the first one's snapshot; later ones read on one conne
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -133,3 +134,19 @@ def test_the_second_connection_reads_the_first_ones_snapshot(source_db):
     assert (customers, "p") in {(relid, contype) for relid, contype, *_ in keys}
     assert now[0][customers][0] == 14 and now[0][customers] != fingerprints[customers]
     assert (customers, "p") not in {(relid, contype) for relid, contype, *_ in now[1]}
+
+
+def test_a_harvest_query_that_times_out_is_the_sources_error(pg_database):
+    """A catalog the harvest cannot read in time (here: one of its catalogs locked) ends as
+    the source's error, retryable and counted by its circuit, not as an unexpected one."""
+    from fabric_core.errors import SourceUnreachableError
+    from fabric_core.source_policy import SourcePolicy
+
+    database = pg_database()
+    pg_execute(database, "CREATE TABLE t (id integer); COMMENT ON TABLE t IS 'x'")
+    spec = _spec(database)
+    spec = dataclasses.replace(spec, policy=SourcePolicy(read_timeout=1.0))
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as holder:
+        holder.execute("LOCK TABLE pg_catalog.pg_description IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(SourceUnreachableError, match="statement timeout"):
+            _harvest(spec)

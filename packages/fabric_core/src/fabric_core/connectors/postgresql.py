@@ -241,7 +241,12 @@ class PostgreSQLConnector(SqlConnector):
         known: Mapping[tuple[str, str], KnownTable] | None = None,
     ) -> HarvestedCatalog:
         with open_source(spec, timeout) as connection:
-            return harvest_catalog(connection, spec, spec.schema_filter, known, timeout=timeout)
+            try:
+                return harvest_catalog(connection, spec, spec.schema_filter, known, timeout=timeout)
+            except psycopg.Error as exc:
+                # The harvest runs on the driver's own cursors, below SQLAlchemy: its errors
+                # (a statement timeout, a deadline's cut) are the source's, classified here.
+                raise source_error(spec, exc) from None
 
     read_batches = staticmethod(read_batches)
 
