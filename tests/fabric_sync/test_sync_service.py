@@ -179,3 +179,62 @@ def test_the_service_loads_the_sql_drivers_at_start_up_and_s3_on_first_use(setti
     modules = json.loads(answer.stdout.strip().splitlines()[-1])
     assert modules["before"] == {"psycopg": False, "pymysql": False, "s3fs": False}
     assert modules["after"] == {"psycopg": True, "pymysql": True, "s3fs": False}
+
+
+def test_the_sweep_removes_drift_resolved_longer_ago_than_the_retention(settings, tmp_path):
+    """Resolved drift items are kept FABRIC_DRIFT_RETENTION_DAYS; the sync service's sweep
+    (on start and every FABRIC_SWEEP_SECONDS) removes older ones, never open ones."""
+    from datetime import timedelta
+
+    from catalog_helpers import sync, tables_by_name
+    from fabric_core.models import DriftItem, utcnow
+    from fabric_core.runtime import create_runtime
+    from sqlalchemy import select
+
+    settings = settings.model_copy(update={"drift_retention_days": 7.0, "sweep_seconds": 0.2})
+    path = tmp_path / "d.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    connection.close()
+    runtime = create_runtime(settings)
+    connection_id = register(runtime, name="d", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    table_id = tables_by_name(runtime, connection_id)[("main", "t")].id
+    now = utcnow()
+    ages = {"open": None, "resolved 6 days ago": 6, "resolved 8 days ago": 8}
+    with runtime.session_factory.begin() as session:
+        for message, days in ages.items():
+            session.add(
+                DriftItem(
+                    connection_id=connection_id,
+                    table_id=table_id,
+                    severity="info",
+                    kind="new_column",
+                    column_name="main.t",
+                    message=message,
+                    resolved_at=None if days is None else now - timedelta(days=days),
+                )
+            )
+    runtime.close()
+
+    def messages() -> set[str]:
+        with runtime.session_factory() as session:
+            return set(session.scalars(select(DriftItem.message)))
+
+    with TestClient(create_app(settings), headers=SERVICE_HEADERS) as client:
+        runtime = client.app.state.runtime
+        deadline = time.monotonic() + 10
+        while "resolved 8 days ago" in messages():
+            assert time.monotonic() < deadline, messages()
+            time.sleep(0.1)
+        assert messages() == {"open", "resolved 6 days ago"}
+        with runtime.session_factory.begin() as session:
+            item = session.scalars(
+                select(DriftItem).where(DriftItem.message == "resolved 6 days ago")
+            ).one()
+            item.resolved_at = utcnow() - timedelta(days=7, seconds=1)
+        deadline = time.monotonic() + 10
+        while "resolved 6 days ago" in messages():  # the next round, every sweep_seconds
+            assert time.monotonic() < deadline, messages()
+            time.sleep(0.1)
+        assert messages() == {"open"}

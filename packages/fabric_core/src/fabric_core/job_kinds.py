@@ -152,6 +152,7 @@ SYNC = JobKind(
     dag_params={
         "connection_id": {"type": "integer", "minimum": 1, "description": "Data connection id"}
     },
+    sweep="fabric_core.drift.retention:purge_resolved_drift",
 )
 
 DATASET = JobKind(

@@ -235,6 +235,10 @@ class Settings(BaseSettings):
     """Outbox events whose deliveries all ended (sent or given up) are removed, with their
     deliveries, this many days after they were fanned out."""
 
+    drift_retention_days: float = Field(default=90.0, gt=0)
+    """Drift items resolved this many days ago are removed by the sync service's sweep;
+    open ones stay until resolved."""
+
     smtp_host: str | None = None
     """SMTP server that sends the e-mail alerts; e-mail channels need it."""
 
