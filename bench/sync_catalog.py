@@ -233,12 +233,9 @@ def _sync_child(metadata_url: str, database: str, expected: dict[str, int], conn
 def _start_like_the_sync_service() -> None:
     """What the sync service does before its first job: load the work and the SQL drivers,
     then leave the start-up objects out of the garbage collector."""
-    from fabric_core.connectors import get_connector
     from fabric_core.job_kinds import SYNC
 
-    SYNC.work_function()
-    for source_kind in SYNC.source_kinds_at_start:
-        get_connector(source_kind)
+    SYNC.load_at_start()
     gc.freeze()
 
 

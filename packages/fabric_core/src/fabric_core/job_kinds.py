@@ -114,6 +114,16 @@ class JobKind:
     def secrets_function(self) -> Callable[..., list[str | None]]:
         return _load(self.secrets)
 
+    def load_at_start(self) -> None:
+        """What the kind's service loads before its first job: the work, its secrets and the
+        drivers of ``source_kinds_at_start`` (their libraries take a good second to import)."""
+        from fabric_core.connectors import get_connector  # not when DAG files are parsed
+
+        self.work_function()
+        self.secrets_function()
+        for source_kind in self.source_kinds_at_start:
+            get_connector(source_kind)
+
     def on_end_function(self) -> Callable[..., None]:
         return _load(self.on_end) if self.on_end else _nothing
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fabric_core.connectors import get_connector
 from fabric_core.errors import InvalidInputError
 from fabric_core.job_kinds import JobKind
 from fabric_core.job_runner import run_job
@@ -134,10 +133,7 @@ def create_job_service(
         runtime = create_runtime(resolved)
         app.state.runtime = runtime
         # Load the work now, not in the first job: its libraries take a good second to import.
-        kind.work_function()
-        kind.secrets_function()
-        for source_kind in kind.source_kinds_at_start:
-            get_connector(source_kind)
+        kind.load_at_start()
         app.state.workers = JobPool(
             f"{kind.service}_worker", kind.workers(runtime.settings), runtime.session_factory
         )
