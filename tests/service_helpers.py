@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,7 +13,7 @@ from fabric_core.settings import Settings
 from fabric_dataset.app import create_app as create_dataset
 from fabric_gateway.app import create_app as create_gateway
 from fabric_sync.app import create_app as create_sync
-from fabric_web.serving import free_port, serve_in_thread
+from fabric_web.serving import bound_socket, serve_in_thread
 from fastapi.testclient import TestClient
 
 # What the gateway and the Airflow tasks send to the sync and dataset services.
@@ -24,24 +25,36 @@ def running_stack(
     settings: Settings, *, with_sync: bool = True, with_dataset: bool = True
 ) -> Iterator[TestClient]:
     """The gateway (TestClient) with the sync and dataset services running over HTTP."""
-    sync_port, dataset_port = free_port(), free_port()
+    # Held from here until the servers listen on them: their ports cannot be taken meanwhile.
+    sync_socket, dataset_socket = bound_socket(), bound_socket()
     settings = settings.model_copy(
         update={
-            "sync_url": f"http://127.0.0.1:{sync_port}",
-            "dataset_url": f"http://127.0.0.1:{dataset_port}",
+            "sync_url": _url_of(sync_socket),
+            "dataset_url": _url_of(dataset_socket),
         }
     )
     servers = []
     try:
         if with_sync:
-            servers.append(serve_in_thread(create_sync(settings), port=sync_port))
+            servers.append(serve_in_thread(create_sync(settings), sock=sync_socket))
+        else:
+            sync_socket.close()
         if with_dataset:
-            servers.append(serve_in_thread(create_dataset(settings), port=dataset_port))
+            servers.append(serve_in_thread(create_dataset(settings), sock=dataset_socket))
+        else:
+            dataset_socket.close()
         with TestClient(create_gateway(settings), headers=bearer(settings)) as client:
             yield client
     finally:
         for server in servers:
             server.stop()
+        sync_socket.close()
+        dataset_socket.close()
+
+
+def _url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
 
 
 def bearer(settings: Settings, token: str | None = None) -> dict[str, str]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 from fabric_core.launcher import free_port
+from fabric_web.serving import bound_socket, serve_in_thread
+from fastapi import FastAPI
 
 # A service process as the fabric-* commands start one, with a route that tells what its
 # garbage collector sees.
@@ -55,3 +60,29 @@ def test_a_served_process_leaves_its_start_up_objects_out_of_full_collections(tm
         process.terminate()
         process.wait(15)
         process.stderr.close()
+
+
+def test_free_ports_are_outside_the_range_outgoing_connections_take_theirs_from():
+    """A port from the ephemeral range can become the local end of any outgoing connection
+    before its server binds it; and no port is handed out twice."""
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < lowest_ephemeral for port in ports), sorted(ports)[-5:]
+
+
+def test_a_held_socket_refuses_connections_and_keeps_its_port_until_served():
+    sock = bound_socket()
+    host, port = sock.getsockname()[:2]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{host}:{port}/", timeout=5)
+    with socket.socket() as other, pytest.raises(OSError):
+        other.bind((host, port))
+    app = FastAPI()
+    app.get("/")(lambda: {"served": True})
+    server = serve_in_thread(app, sock=sock)
+    try:
+        assert httpx.get(f"{server.url}/", timeout=5).json() == {"served": True}
+        assert server.url == f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +29,45 @@ SERVICES = (
 )
 
 
+# Ports handed out by free_port in this process: a port is handed out once, even if whoever
+# asked for it has not bound it yet.
+_handed_out: set[int] = set()
+_handing_out = threading.Lock()
+_LOWEST_PICKED_PORT = 20_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing is bound to now, for a server that is started next.
+
+    Chosen below the kernel's ephemeral range where the kernel says what it is: a port from
+    that range (what binding port 0 gives) can be taken as the local end of any outgoing
+    connection before the server that was meant to have it binds it."""
+    candidates = _ports_below_the_ephemeral_range()
+    with _handing_out:
+        for _ in range(500):
+            port = random.choice(candidates) if candidates else 0
+            if port in _handed_out:
+                continue
+            try:
+                with socket.socket() as sock:
+                    sock.bind((host, port))
+                    port = sock.getsockname()[1]
+            except OSError:
+                continue
+            _handed_out.add(port)
+            return port
+    raise ServiceUnavailableError(f"No free port found on {host}.")
+
+
+def _ports_below_the_ephemeral_range() -> range:
+    try:
+        lowest_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)  # not Linux: let the kernel pick
+    if lowest_ephemeral - _LOWEST_PICKED_PORT < 1_000:
+        return range(0)
+    return range(_LOWEST_PICKED_PORT, lowest_ephemeral)
 
 
 def missing_services() -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -13,7 +14,14 @@ from fabric_core.launcher import free_port
 from fabric_core.log_context import logging_config
 from fabric_core.settings import Settings
 
-__all__ = ["ThreadedServer", "free_port", "serve", "serve_in_thread", "uvicorn_config"]
+__all__ = [
+    "ThreadedServer",
+    "bound_socket",
+    "free_port",
+    "serve",
+    "serve_in_thread",
+    "uvicorn_config",
+]
 
 
 def uvicorn_config(app, settings: Settings, port: int, service: str = "fabric") -> uvicorn.Config:
@@ -62,20 +70,41 @@ class ThreadedServer:
         self.thread.join(timeout)
 
 
-def serve_in_thread(app, *, host: str = "127.0.0.1", port: int | None = None) -> ThreadedServer:
-    """Start ``app`` on ``host:port`` (a free port by default) and wait until it accepts."""
-    port = port or free_port(host)
+def bound_socket(host: str = "127.0.0.1", port: int | None = None) -> socket.socket:
+    """A socket bound to ``port`` of ``host`` (a free one by default), held for a server that
+    is started later.
+
+    Until the server listens on it, connections to the port are refused, and nothing else
+    can take the port in between."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port or free_port(host)))
+    return sock
+
+
+def serve_in_thread(
+    app, *, host: str = "127.0.0.1", port: int | None = None, sock: socket.socket | None = None
+) -> ThreadedServer:
+    """Start ``app`` on ``sock`` (from :func:`bound_socket`), or else on ``host:port`` (a free
+    port by default), and wait until it accepts. The server closes the socket when it stops."""
+    sock = sock or bound_socket(host, port)
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False
     )
-    return serve_config_in_thread(config)
+    return serve_config_in_thread(config, sockets=[sock])
 
 
-def serve_config_in_thread(config: uvicorn.Config) -> ThreadedServer:
-    """Start a server of ``config`` on a background thread and wait until it accepts."""
+def serve_config_in_thread(
+    config: uvicorn.Config, sockets: list[socket.socket] | None = None
+) -> ThreadedServer:
+    """Start a server of ``config`` (on ``sockets`` if given) on a background thread and wait
+    until it accepts."""
     host, port = config.host, config.port
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": sockets}, name=f"uvicorn-{port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
