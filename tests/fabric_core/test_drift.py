@@ -190,7 +190,7 @@ def test_a_columns_dataset_is_affected_only_by_the_columns_it_reads(runtime, map
     assert table_reasons == [item.message]
 
 
-def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
+def test_a_sync_scores_at_most_so_many_new_columns_and_the_next_syncs_the_rest(
     runtime, mapped, monkeypatch, caplog
 ):
     import fabric_core.drift.impact as impact
@@ -206,8 +206,45 @@ def test_a_sync_scores_at_most_so_many_new_columns_and_logs_the_rest(
     with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
         sync(runtime, connection_id)
     # Six new columns (id and mail of three tables): the two lowest ids are scored.
-    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
-    assert "4 of 6 new columns not checked" in caplog.text
+    assert _new_column_items(runtime) == ["main.a.mail"]
+    assert "4 of 6 new columns left for the next syncs" in caplog.text
+    # Syncs that find nothing new go on from there, two columns each, until all are checked.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
+        sync(runtime, connection_id)
+        assert "2 of 4 new columns left" in caplog.text
+        assert _new_column_items(runtime) == ["main.a.mail", "main.b.mail"]
+        sync(runtime, connection_id)
+        assert _new_column_items(runtime) == ["main.a.mail", "main.b.mail", "main.c.mail"]
+        caplog.clear()
+        sync(runtime, connection_id)
+    assert "left for the next syncs" not in caplog.text
+    assert len(_new_column_items(runtime)) == 3
+
+
+def test_columns_added_while_nothing_could_be_mapped_are_not_new_later(runtime, tmp_path):
+    path = tmp_path / "crm.db"
+    _write(path, "CREATE TABLE customers (id INTEGER PRIMARY KEY, mail TEXT)")
+    connection_id = register(runtime, name="crm", kind="sqlite", database=str(path))
+    sync(runtime, connection_id)
+    _write(path, "CREATE TABLE a (id INTEGER PRIMARY KEY, mail TEXT)")
+    sync(runtime, connection_id)  # no unified column yet: nothing to check
+    mail = tables_by_name(runtime, connection_id)[("main", "customers")].columns
+    with runtime.session_factory.begin() as session:
+        unified = UnifiedColumn(name="u_mail", logical_type="string")
+        session.add(unified)
+        session.flush()
+        [mail_id] = [c.id for c in mail if c.name == "mail"]
+        session.add(ColumnMapping(column_id=mail_id, unified_column_id=unified.id))
+    sync(runtime, connection_id)
+    assert _new_column_items(runtime) == []
+    _write(path, "CREATE TABLE b (id INTEGER PRIMARY KEY, mail TEXT)")
+    sync(runtime, connection_id)
+    assert _new_column_items(runtime) == ["main.b.mail"]
+
+
+def _new_column_items(runtime) -> list[str]:
+    return [i.column_name for i in _items(runtime) if i.kind == "new_column"]
 
 
 def test_value_samples_go_round_the_code_columns_over_syncs(runtime, mapped, monkeypatch):
@@ -301,5 +338,5 @@ def test_new_column_scoring_stops_at_its_time_budget(runtime, mapped, monkeypatc
     with caplog.at_level("WARNING", logger="fabric_core.drift.impact"):
         sync(runtime, connection_id)
     # Out of time at once: one group of two (a.id, a.mail) is still scored.
-    assert [i.column_name for i in _items(runtime) if i.kind == "new_column"] == ["main.a.mail"]
-    assert "2 of 4 new columns not checked" in caplog.text
+    assert _new_column_items(runtime) == ["main.a.mail"]
+    assert "2 of 4 new columns left for the next syncs" in caplog.text

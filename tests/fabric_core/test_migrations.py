@@ -99,6 +99,10 @@ def test_down_to_0002_and_up_again_keeps_the_catalog(engine):
     upgrade_database(engine)
     assert current_revision(engine) == _head(engine)
     assert _catalog_counts(engine) == (1, 1, 1)
+    # 0014: a connection's columns from before count as checked for new-column drift.
+    with engine.connect() as connection:
+        checked = "SELECT drift_checked_column_id FROM connections WHERE id = 1"
+        assert connection.execute(text(checked)).scalar_one() == 1
 
 
 def test_the_migrations_build_the_models_schema(engine):

@@ -64,6 +64,9 @@ class Connection(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_synced_at: Mapped[datetime | None]
+    # The highest catalog column id new-column drift has checked (fabric_core.drift.impact);
+    # None until the first harvest stored columns.
+    drift_checked_column_id: Mapped[int | None]
     # Id of the sync job that holds this connection; one sync of a connection at a time.
     sync_lock: Mapped[str | None] = mapped_column(String(255))
     sync_locked_at: Mapped[datetime | None]

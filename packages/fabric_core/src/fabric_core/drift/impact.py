@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from fabric_core.drift.candidates import forget_names, would_map_many
@@ -224,31 +224,25 @@ def _mapped_column_findings(
 
 
 def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
-    """Columns this sync added (created at the sync's time, which it also stored as
-    ``last_synced_at``) that would be mapped; none on a connection's first harvest, where
-    every column is new. At most ``NEW_COLUMNS_EVALUATED`` are scored (lowest ids first):
-    this runs while the sync holds its write transaction."""
-    if session.scalar(select(exists().where(UnifiedColumn.id.is_not(None)))) is not True:
-        return []  # nothing to be mapped to
-    synced_at = session.scalar(
-        select(Connection.last_synced_at).where(Connection.id == connection_id)
+    """Columns added since the last ones new-column drift checked (the connection's
+    ``drift_checked_column_id``) that would be mapped; none on a connection's first harvest,
+    where every column is new. At most ``NEW_COLUMNS_EVALUATED`` are scored per sync, for at
+    most ``NEW_COLUMNS_SECONDS`` (lowest ids first), as this runs while the sync holds its
+    write transaction; the next syncs check the rest."""
+    checked_through = session.scalar(
+        select(Connection.drift_checked_column_id).where(Connection.id == connection_id)
     )
-    if synced_at is None:
+    if checked_through is None:  # the first harvest: every column is new, none is checked
+        _checked_through(session, connection_id, _highest_column_id(session, connection_id))
         return []
-    harvested_before = session.scalar(
-        select(
-            exists().where(
-                CatalogColumn.table_id == CatalogTable.id,
-                CatalogTable.connection_id == connection_id,
-                CatalogColumn.created_at < synced_at,
-            )
-        )
-    )
-    if not harvested_before:
+    if session.scalar(select(exists().where(UnifiedColumn.id.is_not(None)))) is not True:
+        # Nothing to be mapped to: what is new now is not new when a unified column comes.
+        highest = _highest_column_id(session, connection_id, above=checked_through)
+        _checked_through(session, connection_id, highest)
         return []
     new_columns = select_columns().where(
         CatalogTable.connection_id == connection_id,
-        CatalogColumn.created_at >= synced_at,
+        CatalogColumn.id > checked_through,
         CatalogColumn.removed_at.is_(None),
         CatalogTable.removed_at.is_(None),
         ~exists().where(ColumnMapping.column_id == CatalogColumn.id),
@@ -269,10 +263,12 @@ def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
         would_be |= would_map_many(session, columns[evaluated : evaluated + _SCORED_AT_ONCE])
         evaluated = min(len(columns), evaluated + _SCORED_AT_ONCE)
     columns = columns[:evaluated]
+    if columns:
+        _checked_through(session, connection_id, columns[-1].id)
     if total and total > evaluated:
         log.warning(
-            "Connection %s: %s of %s new columns not checked for new-column drift (at most "
-            "%s columns and %s s per sync).",
+            "Connection %s: %s of %s new columns left for the next syncs' new-column drift "
+            "check (at most %s columns and %s s per sync).",
             connection_id,
             total - evaluated,
             total,
@@ -301,6 +297,23 @@ def _new_column_findings(session: Session, connection_id: int) -> list[Finding]:
             )
         )
     return findings
+
+
+def _highest_column_id(session: Session, connection_id: int, above: int = 0) -> int | None:
+    return session.scalar(
+        select(func.max(CatalogColumn.id))
+        .join(CatalogTable, CatalogTable.id == CatalogColumn.table_id)
+        .where(CatalogTable.connection_id == connection_id, CatalogColumn.id > above)
+    )
+
+
+def _checked_through(session: Session, connection_id: int, column_id: int | None) -> None:
+    if column_id is not None:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id)
+            .values(drift_checked_column_id=column_id)
+        )
 
 
 def item_summary(item: DriftItem) -> dict[str, Any]:
