@@ -20,6 +20,7 @@ from fabric_core.suggestions.scoring import (
     Reference,
     add_value_evidence,
     cheap_score,
+    could_score,
 )
 
 MAX_MAPPED_SAMPLED = 10  # mapped columns whose values stand for the unified column's
@@ -54,6 +55,8 @@ def suggest_columns(
         reference = _reference(session, unified_column_id)
         plausible = []
         for candidate in unmapped_columns(session, unified_column_id):
+            if not could_score(candidate, reference):
+                continue  # no evidence for it: it would score the bias alone
             scored = cheap_score(candidate, reference)
             if scored.evidence and scored.logit >= PLAUSIBLE:
                 plausible.append(scored)

@@ -133,7 +133,8 @@ def unmapped_columns(session: Session, unified_column_id: int) -> Iterator[Colum
         DismissedSuggestion.unified_column_id == unified_column_id,
     )
     query = _query().where(~mapped, ~dismissed).execution_options(yield_per=2000)
-    for row in session.execute(query):
+    # On the session's connection: plain rows, without the ORM's per-row loading.
+    for row in session.connection().execute(query):
         yield column_info(row)
 
 

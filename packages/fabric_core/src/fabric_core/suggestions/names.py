@@ -180,7 +180,17 @@ def _token_match(a: str, b: str) -> float:
     return 0.0
 
 
+def any_token_matches(tokens: tuple[str, ...], others: frozenset[str]) -> bool:
+    """Whether a token of ``tokens`` matches one of ``others`` at all (the same concept, an
+    abbreviation or a near spelling): ``similarity`` is 0 where none does."""
+    return any(_token_match(a, b) > 0 or _token_match(b, a) > 0 for a in tokens for b in others)
+
+
 def _near_spelling(a: str, b: str) -> bool:
+    # SequenceMatcher's real_quick_ratio bound, without building a matcher: most pairs of
+    # words differ too much in length to come near.
+    if 2.0 * min(len(a), len(b)) / (len(a) + len(b)) < 0.85:
+        return False
     matcher = SequenceMatcher(None, a, b)
     return (
         matcher.real_quick_ratio() >= 0.85

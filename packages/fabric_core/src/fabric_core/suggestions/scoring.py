@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from fabric_core.suggestions.inventory import ColumnInfo
-from fabric_core.suggestions.names import GENERIC, concepts, entities, similarity, words
+from fabric_core.suggestions.names import (
+    GENERIC,
+    any_token_matches,
+    concepts,
+    entities,
+    similarity,
+    words,
+)
 from fabric_core.suggestions.shapes import EXPECTED, Shape, overlap, shape, shape_similarity
 
 BIAS = -3.2
@@ -37,6 +44,7 @@ PLAUSIBLE = -2.5
 _NUMERIC = frozenset({"integer", "float", "decimal"})
 _TEMPORAL = frozenset({"date", "datetime"})
 _UNSPECIFIC_VALUES = frozenset({"integer", "decimal", "boolean", "date"})
+_TEXTS_REMEMBERED = 100_000  # per reference: bounded however many names a catalog has
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,29 @@ class Reference:
     @cached_property
     def wanted_tokens(self) -> frozenset[str]:
         return frozenset(self.tokens) | {t for c in self.mapped for t in c.tokens}
+
+    @cached_property
+    def every_token(self) -> frozenset[str]:
+        """Every concept name or comment evidence compares a candidate's with."""
+        found = set(self.tokens) | set(self.description_tokens) | self.wanted_tokens
+        for _, theirs in self.mapped_names:
+            found |= set(theirs)
+        return frozenset(found)
+
+    @cached_property
+    def _speaks_of(self) -> dict[str, bool]:
+        return {}
+
+    def speaks_of(self, text: str) -> bool:
+        """Whether ``text`` (a name or comment) has a concept that matches one of this
+        reference's at all; remembered per text, as names repeat across a catalog."""
+        memo = self._speaks_of
+        known = memo.get(text)
+        if known is None:
+            if len(memo) >= _TEXTS_REMEMBERED:
+                memo.clear()
+            known = memo[text] = any_token_matches(concepts(text), self.every_token)
+        return known
 
     @property
     def expectation(self) -> tuple[str, frozenset[str]] | None:
@@ -187,6 +218,23 @@ def type_weight(candidate: str, reference: str) -> tuple[float, str]:
     if "string" in (candidate, reference):
         return -0.6, "castable through text"
     return -2.5, "incompatible logical types"
+
+
+def could_score(candidate: ColumnInfo, reference: Reference) -> bool:
+    """False when ``cheap_score`` would find no evidence: none of the candidate's texts (its
+    name, its table's, its comment, its foreign key's target) has a concept that matches one
+    of the reference's. Checked per distinct text, a catalog's columns are ruled out in a
+    dictionary look-up each instead of a scoring each."""
+    speaks_of = reference.speaks_of
+    return (
+        speaks_of(candidate.name)
+        or speaks_of(candidate.table)
+        or (candidate.comment is not None and speaks_of(candidate.comment))
+        or (
+            candidate.fk_table is not None
+            and speaks_of(f"{candidate.fk_table} {candidate.fk_column or ''}")
+        )
+    )
 
 
 def cheap_score(candidate: ColumnInfo, reference: Reference) -> Scored:
