@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -86,3 +87,21 @@ def test_a_held_socket_refuses_connections_and_keeps_its_port_until_served():
         assert server.url == f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# uvicorn ends a failed start-up with SystemExit on the server's thread.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_server_that_fails_to_start_lets_its_port_go():
+    @asynccontextmanager
+    async def refuse(app):
+        raise RuntimeError("no start")
+        yield
+
+    app = FastAPI(lifespan=refuse)
+    sock = bound_socket()
+    host, port = sock.getsockname()[:2]
+    with pytest.raises(RuntimeError, match="stopped during start-up"):
+        serve_in_thread(app, sock=sock)
+    assert sock.fileno() == -1
+    with socket.socket() as other:
+        other.bind((host, port))  # free again

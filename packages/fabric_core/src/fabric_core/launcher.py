@@ -55,6 +55,8 @@ def free_port(host: str = "127.0.0.1") -> int:
                     port = sock.getsockname()[1]
             except OSError:
                 continue
+            if port in _handed_out:  # what the kernel picked for port 0 was handed out before
+                continue
             _handed_out.add(port)
             return port
     raise ServiceUnavailableError(f"No free port found on {host}.")

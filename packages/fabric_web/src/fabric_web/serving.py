@@ -109,9 +109,15 @@ def serve_config_in_thread(
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive():
+            _close(sockets)  # a failed start-up leaves them to nobody
             raise RuntimeError(f"The server on {host}:{port} stopped during start-up.")
         if time.monotonic() > deadline:
             server.should_exit = True
             raise RuntimeError(f"The server on {host}:{port} did not start within 30 s.")
         time.sleep(0.02)
     return ThreadedServer(server=server, thread=thread, url=f"http://{host}:{port}")
+
+
+def _close(sockets: list[socket.socket] | None) -> None:
+    for sock in sockets or []:
+        sock.close()
