@@ -47,15 +47,13 @@ def free_port(host: str = "127.0.0.1") -> int:
     with _handing_out:
         for _ in range(500):
             port = random.choice(candidates) if candidates else 0
-            if port in _handed_out:
-                continue
             try:
                 with socket.socket() as sock:
                     sock.bind((host, port))
                     port = sock.getsockname()[1]
             except OSError:
                 continue
-            if port in _handed_out:  # what the kernel picked for port 0 was handed out before
+            if port in _handed_out:
                 continue
             _handed_out.add(port)
             return port

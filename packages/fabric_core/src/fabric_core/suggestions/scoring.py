@@ -57,6 +57,7 @@ class Reference:
     logical_type: str
     description_tokens: tuple[str, ...] = ()
     mapped: tuple[ColumnInfo, ...] = ()
+    _speaks_of: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # Derived once per reference (cached on the instance): a reference with thousands of
     # mapped columns is compared with thousands of candidates.
@@ -89,14 +90,10 @@ class Reference:
     @cached_property
     def every_token(self) -> frozenset[str]:
         """Every concept name or comment evidence compares a candidate's with."""
-        found = set(self.tokens) | set(self.description_tokens) | self.wanted_tokens
+        found = set(self.wanted_tokens) | set(self.description_tokens)
         for _, theirs in self.mapped_names:
             found |= set(theirs)
         return frozenset(found)
-
-    @cached_property
-    def _speaks_of(self) -> dict[str, bool]:
-        return {}
 
     def speaks_of(self, text: str) -> bool:
         """Whether ``text`` (a name or comment) has a concept that matches one of this
